@@ -1,0 +1,209 @@
+"""The resolved, validated settings of a run, and where its files live.
+
+`main.py` turns absl flags into one `TrainConfig`; the library never reads flags itself. Field names are the
+flag names, so an error about a field names the flag the user typed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+from dcgan_tf.errors import FlagError
+
+LABELLED_DATASETS = ("mnist", "fashion_mnist")
+Z_DISTS = ("uniform_signed", "uniform_unsigned", "normal01")
+LOSSES = ("gan", "lsgan")
+
+# Fields that fix the shape of the networks: a saved run and a new command must agree on them.
+ARCHITECTURE_FIELDS = (
+    "output_height", "output_width", "z_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "conditional",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run; defaults are the flags' defaults."""
+
+    # Data
+    dataset: str = "celebA"
+    data_dir: str = "./data"
+    input_fname_pattern: str = "*.jpg"
+    input_height: int = 108
+    input_width: int | None = None  # None: same as input_height
+    output_height: int = 64
+    output_width: int | None = None  # None: same as output_height
+    crop: bool = False
+    flip: bool = False
+    train_size: float = math.inf  # images per epoch at most
+    # Model
+    z_dim: int = 100
+    z_dist: str = "uniform_signed"
+    gf_dim: int = 64
+    df_dim: int = 64
+    gfc_dim: int = 1024
+    dfc_dim: int = 1024
+    conditional: bool | None = None  # None: on for labelled datasets (mnist, fashion_mnist)
+    # Optimisation
+    epoch: int = 25
+    batch_size: int = 64
+    learning_rate: float = 0.0002
+    learning_rate_d: float | None = None  # None: learning_rate
+    learning_rate_g: float | None = None  # None: learning_rate
+    beta1: float = 0.5
+    g_steps: int = 2
+    loss: str = "gan"
+    label_smoothing: float = 0.0
+    instance_noise: float = 0.0
+    lr_decay_every: int = 0  # epochs; 0 = no decay
+    lr_decay: float = 1.0
+    seed: int = 0
+    # Outputs
+    out_dir: str = "out"
+    out_name: str = ""  # "": derived from the dataset and sizes
+    checkpoint_dir: str = "checkpoints"
+    sample_dir: str = "samples"
+    max_to_keep: int = 1
+    sample_freq: int = 200
+    ckpt_freq: int = 200
+    log_freq: int = 20
+    sample_num: int = 64
+
+    def __post_init__(self):
+        # Resolve the "same as" defaults so every consumer sees concrete values.
+        if self.input_width is None:
+            object.__setattr__(self, "input_width", self.input_height)
+        if self.output_width is None:
+            object.__setattr__(self, "output_width", self.output_height)
+        if self.learning_rate_d is None:
+            object.__setattr__(self, "learning_rate_d", self.learning_rate)
+        if self.learning_rate_g is None:
+            object.__setattr__(self, "learning_rate_g", self.learning_rate)
+        if self.conditional is None:
+            object.__setattr__(self, "conditional", self.dataset.lower() in LABELLED_DATASETS)
+        if not self.out_name:
+            object.__setattr__(self, "out_name", default_out_name(self))
+
+    def validate(self) -> TrainConfig:
+        """Checks ranges and choices; raises FlagError naming the flag. Returns self."""
+        positive = ("input_height", "input_width", "output_height", "output_width", "z_dim", "gf_dim",
+                    "df_dim", "gfc_dim", "dfc_dim", "epoch", "batch_size", "g_steps", "max_to_keep",
+                    "sample_freq", "ckpt_freq", "log_freq", "sample_num")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise FlagError(name, f"must be a whole number >= 1, got {value!r}")
+        for name in ("learning_rate", "learning_rate_d", "learning_rate_g"):
+            if not getattr(self, name) > 0:
+                raise FlagError(name, f"must be > 0, got {getattr(self, name)!r}")
+        if not self.train_size >= 1:
+            raise FlagError("train_size", f"must be >= 1, got {self.train_size!r}")
+        if not 0 <= self.beta1 < 1:
+            raise FlagError("beta1", f"must be in [0, 1), got {self.beta1!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise FlagError("label_smoothing", f"must be in [0, 1) (0 = off), got {self.label_smoothing!r}")
+        if not 0 <= self.instance_noise <= 1:
+            raise FlagError("instance_noise", f"must be in [0, 1] (0 = off), got {self.instance_noise!r}")
+        if self.lr_decay_every < 0:
+            raise FlagError("lr_decay_every", f"must be >= 0 (0 = off), got {self.lr_decay_every!r}")
+        if not 0 < self.lr_decay <= 1:
+            raise FlagError("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
+        if self.z_dist not in Z_DISTS:
+            raise FlagError("z_dist", f"must be one of {', '.join(Z_DISTS)}, got {self.z_dist!r}")
+        if self.loss not in LOSSES:
+            raise FlagError("loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.crop and (self.input_height < self.output_height or self.input_width < self.output_width):
+            pass  # Upscaling a small crop is allowed; only a crop larger than the images is an error.
+        if not self.dataset:
+            raise FlagError("dataset", "must name a folder under --data_dir or a known dataset")
+        return self
+
+    @property
+    def y_dim(self) -> int:
+        """Number of label classes the model is conditioned on (0 = unconditional)."""
+        return 10 if self.conditional else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["train_size"] == math.inf:
+            d["train_size"] = "inf"
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        if d.get("train_size") == "inf":
+            d["train_size"] = math.inf
+        return cls(**d)
+
+
+def default_out_name(cfg: TrainConfig) -> str:
+    """A run name derived from the dataset and sizes, never a timestamp, so re-runs find their checkpoints."""
+    name = f"{cfg.dataset}_{cfg.output_height}x{cfg.output_width}"
+    if cfg.crop:
+        name += f"_crop{cfg.input_height}x{cfg.input_width}"
+    return name
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+    """Where one run's files go: logs and FLAGS.json, checkpoints, samples."""
+
+    run_dir: str  # {out_dir}/{out_name}: FLAGS.json and TensorBoard event files
+    checkpoint_dir: str  # {checkpoint_dir}/{out_name}
+    sample_dir: str  # {sample_dir}/{out_name}
+
+    @classmethod
+    def from_config(cls, cfg) -> RunPaths:
+        return cls(
+            run_dir=os.path.join(cfg.out_dir, cfg.out_name),
+            checkpoint_dir=os.path.join(cfg.checkpoint_dir, cfg.out_name),
+            sample_dir=os.path.join(cfg.sample_dir, cfg.out_name),
+        )
+
+    @property
+    def flags_json(self) -> str:
+        return os.path.join(self.run_dir, "FLAGS.json")
+
+    def make_dirs(self) -> None:
+        for d in (self.run_dir, self.checkpoint_dir, self.sample_dir):
+            os.makedirs(d, exist_ok=True)
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Writes JSON to a temporary file and renames it into place, so readers never see half a file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_saved_flags(paths: RunPaths) -> dict[str, Any] | None:
+    """The FLAGS.json of a previous run, or None when there is none."""
+    for path in (paths.flags_json, os.path.join(paths.checkpoint_dir, "FLAGS.json")):
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+    return None
+
+
+def check_against_saved(cfg: TrainConfig, saved: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    """Raises FlagError naming the first architecture flag that differs from the saved run's FLAGS.json.
+
+    Args:
+      cfg: the settings of this command.
+      saved: the saved run's FLAGS.json.
+      extra: data-derived values of this command (e.g. c_dim) to compare as well.
+    """
+    mine = cfg.to_dict()
+    mine.update(extra or {})
+    for name in ARCHITECTURE_FIELDS + tuple((extra or {}).keys()):
+        if name in saved and name in mine and saved[name] != mine[name]:
+            flag = name if name in mine and name in cfg.to_dict() else name
+            raise FlagError(flag, f"is {mine[name]!r} but the saved run in {cfg.out_dir}/{cfg.out_name} "
+                                  f"was trained with {saved[name]!r}; use the same value or a new --out_name")

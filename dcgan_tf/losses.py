@@ -1,0 +1,56 @@
+"""GAN losses as pure functions of discriminator logits, returning scalars.
+
+`gan`: sigmoid cross-entropy with logits; D gets real + fake, G the non-saturating loss.
+`lsgan`: least squares (Mao et al.): D 0.5 E[(D(x) - t)^2] + 0.5 E[D(G(z))^2]; G 0.5 E[(D(G(z)) - 1)^2].
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _bce(logits, targets):
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits))
+
+
+def discriminator_loss(real_logits, fake_logits, real_targets=None, loss: str = "gan"):
+    """D's loss.
+
+    Args:
+      real_logits: [B, 1] logits of D on real images.
+      fake_logits: [B, 1] logits of D on generated images.
+      real_targets: [B, 1] targets for real images (one-sided label smoothing); None means ones.
+      loss: "gan" or "lsgan".
+
+    Returns:
+      (d_loss, d_loss_real, d_loss_fake), with d_loss = d_loss_real + d_loss_fake.
+    """
+    real_logits = tf.cast(real_logits, tf.float32)
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    if real_targets is None:
+        real_targets = tf.ones_like(real_logits)
+    if loss == "gan":
+        d_loss_real = _bce(real_logits, real_targets)
+        d_loss_fake = _bce(fake_logits, tf.zeros_like(fake_logits))
+    elif loss == "lsgan":
+        d_loss_real = 0.5 * tf.reduce_mean(tf.square(real_logits - real_targets))
+        d_loss_fake = 0.5 * tf.reduce_mean(tf.square(fake_logits))
+    else:
+        raise ValueError(f"unknown loss {loss!r}")
+    return d_loss_real + d_loss_fake, d_loss_real, d_loss_fake
+
+
+def generator_loss(fake_logits, loss: str = "gan"):
+    """G's loss on D's logits for generated images: non-saturating BCE or least squares. Returns a scalar."""
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    if loss == "gan":
+        return _bce(fake_logits, tf.ones_like(fake_logits))
+    if loss == "lsgan":
+        return 0.5 * tf.reduce_mean(tf.square(fake_logits - 1.0))
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def discriminator_probability(logits, loss: str = "gan"):
+    """D's belief that an input is real, for monitoring: sigmoid for BCE, the raw score for least squares."""
+    logits = tf.cast(logits, tf.float32)
+    return tf.sigmoid(logits) if loss == "gan" else logits

@@ -1,0 +1,75 @@
+"""Loading a trained run for use: its FLAGS.json, its networks with the latest weights.
+
+Generation, export, evaluation and completion all start here, so a missing checkpoint or a flag that
+disagrees with the saved run gives the same one-line error everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import tensorflow as tf
+
+from dcgan_tf.checkpoint import create_checkpoint, restore_latest
+from dcgan_tf.config import TrainConfig, check_against_saved
+from dcgan_tf.errors import DcganError
+from dcgan_tf.model import models_from_config
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A trained generator and discriminator with the settings they were trained with."""
+
+    generator: object
+    discriminator: object
+    config: TrainConfig  # the saved run's settings
+    flags: dict  # the saved FLAGS.json (also holds c_dim, y_dim, num_examples)
+    checkpoint_path: str
+    checkpoint_dir: str
+
+    @property
+    def c_dim(self) -> int:
+        return int(self.flags["c_dim"])
+
+    @property
+    def y_dim(self) -> int:
+        return int(self.flags["y_dim"])
+
+    @property
+    def step(self) -> int:
+        return int(self.flags.get("step", 0))
+
+
+def read_run_flags(checkpoint_dir: str) -> dict:
+    """FLAGS.json of the run whose checkpoints are in `checkpoint_dir`; DcganError naming the folder if absent."""
+    path = os.path.join(checkpoint_dir, "FLAGS.json")
+    if not os.path.exists(path) or tf.train.latest_checkpoint(checkpoint_dir) is None:
+        raise DcganError(f"no trained checkpoint in {checkpoint_dir}: train first with the same --dataset, sizes "
+                         "and --out_name (and --checkpoint_dir), or point --checkpoint_dir at a run")
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_run(checkpoint_dir: str, cfg: TrainConfig | None = None) -> TrainedRun:
+    """Builds the saved run's networks and restores their latest weights.
+
+    Args:
+      checkpoint_dir: a run's checkpoint folder (`{--checkpoint_dir}/{out_name}`).
+      cfg: this command's settings; when given, every architecture flag must match the saved run
+        (FlagError names the first that differs).
+    """
+    flags = read_run_flags(checkpoint_dir)
+    if cfg is not None:
+        check_against_saved(cfg, flags)
+    saved_cfg = TrainConfig.from_dict(flags)
+    G, D = models_from_config(saved_cfg, int(flags["c_dim"]), int(flags["y_dim"]))
+    step = tf.Variable(0, dtype=tf.int64, name="step")
+    ckpt = tf.train.Checkpoint(generator=G, discriminator=D, step=step)
+    path = restore_latest(ckpt, checkpoint_dir, partial=True)
+    flags = {**flags, "step": int(step.numpy())}
+    return TrainedRun(G, D, saved_cfg, flags, path, checkpoint_dir)
+
+
+__all__ = ["TrainedRun", "load_run", "read_run_flags", "create_checkpoint"]

@@ -1,0 +1,232 @@
+"""The training loop: one compiled train step, and an orchestrator that owns checkpoints, samples and logs.
+
+`train(cfg)` is the whole of `main.py --train`: it loads the data, writes FLAGS.json before step 0, resumes
+from the run's latest checkpoint, and runs epochs of `train_step`, which performs one D update and then
+`g_steps` G updates with the same z (carpedm20's double generator update), returning a dict of tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from dcgan_tf import __version__
+from dcgan_tf.checkpoint import TrainState, create_checkpoint, create_manager, restore_latest, save_checkpoint
+from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags, write_json_atomic
+from dcgan_tf.data import load_train_data
+from dcgan_tf.images import save_image_grid
+from dcgan_tf.latent import class_labels, sample_z
+from dcgan_tf.losses import discriminator_loss, discriminator_probability, generator_loss
+from dcgan_tf.model import models_from_config
+
+SCALARS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake")
+HISTOGRAMS = ("z", "d", "d_")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished (or interrupted) run reports."""
+
+    step: int
+    epoch: int
+    metrics: dict[str, float]
+    images_per_second: float
+    paths: RunPaths
+    interrupted: bool = False
+
+
+def create_optimizers(cfg: TrainConfig):
+    """Adam for G and D with their own learning rates and beta1. Returns (g_optimizer, d_optimizer)."""
+    g_opt = keras.optimizers.Adam(cfg.learning_rate_g, beta_1=cfg.beta1, name="g_adam")
+    d_opt = keras.optimizers.Adam(cfg.learning_rate_d, beta_1=cfg.beta1, name="d_adam")
+    return g_opt, d_opt
+
+
+def call_g(G, z, labels, training: bool):
+    """G(z) or G(z, y): the one place that knows whether the model is conditional."""
+    return G(z, labels, training=training) if labels.shape[-1] else G(z, training=training)
+
+
+def call_d(D, images, labels, training: bool):
+    return D(images, labels, training=training) if labels.shape[-1] else D(images, training=training)
+
+
+def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConfig):
+    """Returns a tf.function (real_images [B,H,W,C], labels [B,Y]) -> dict of scalar (and histogram) tensors."""
+
+    def apply(opt, loss, model, tape):
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+
+    @tf.function
+    def train_step(real_images, labels):
+        batch = tf.shape(real_images)[0]
+        z = sample_z(rng, batch, cfg.z_dim, cfg.z_dist)
+        if cfg.instance_noise > 0:  # Gaussian instance noise, stddev ~ U(0, S) per batch
+            stddev = rng.uniform([], 0.0, cfg.instance_noise)
+            real_images = real_images + stddev * rng.normal(tf.shape(real_images))
+        real_targets = None
+        if cfg.label_smoothing > 0:  # one-sided: real targets ~ U(L, 1)
+            real_targets = rng.uniform([batch, 1], cfg.label_smoothing, 1.0)
+        with tf.GradientTape() as tape:
+            fake_images = call_g(G, z, labels, True)
+            real_logits = call_d(D, real_images, labels, True)
+            fake_logits = call_d(D, fake_images, labels, True)
+            d_loss, d_loss_real, d_loss_fake = discriminator_loss(real_logits, fake_logits, real_targets, cfg.loss)
+        apply(d_opt, d_loss, D, tape)
+        for _ in range(cfg.g_steps):  # same z each time, as carpedm20
+            with tf.GradientTape() as tape:
+                g_logits = call_d(D, call_g(G, z, labels, True), labels, True)
+                g_loss = generator_loss(g_logits, cfg.loss)
+            apply(g_opt, g_loss, G, tape)
+        d = discriminator_probability(real_logits, cfg.loss)
+        d_ = discriminator_probability(fake_logits, cfg.loss)
+        return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake, "g_loss": g_loss,
+                "d_real": tf.reduce_mean(d), "d_fake": tf.reduce_mean(d_), "z": z, "d": d, "d_": d_}
+
+    return train_step
+
+
+def decayed_learning_rate(base: float, cfg: TrainConfig, epoch: int) -> float:
+    """Step decay: base * lr_decay ** (epoch // lr_decay_every)."""
+    if cfg.lr_decay_every <= 0:
+        return base
+    return base * cfg.lr_decay ** (epoch // cfg.lr_decay_every)
+
+
+def write_run_flags(cfg: TrainConfig, paths: RunPaths, data_facts: dict) -> None:
+    """Checks this command against a saved run (architecture and data) and writes FLAGS.json before step 0."""
+    saved = read_saved_flags(paths)
+    if saved is not None:
+        check_against_saved(cfg, saved, {"c_dim": data_facts["c_dim"], "y_dim": data_facts["y_dim"]})
+    paths.make_dirs()
+    record = {**cfg.to_dict(), **data_facts, "dcgan_tf_version": __version__}
+    write_json_atomic(paths.flags_json, record)
+    write_json_atomic(os.path.join(paths.checkpoint_dir, "FLAGS.json"), record)
+
+
+def save_sample_grid(G, state: TrainState, paths: RunPaths, step: int, writer) -> str:
+    """Writes samples/<run>/train_{step:08d}.png from the fixed z (one column per class) and image `G`."""
+    labels = state.sample_labels
+    images = call_g(G, state.sample_z, labels, False).numpy()
+    cols = labels.shape[-1] or None
+    path = save_image_grid(images, os.path.join(paths.sample_dir, f"train_{step:08d}.png"), cols=cols)
+    with writer.as_default(step=step):
+        tf.summary.image("G", (images[: min(len(images), 16)] + 1.0) / 2.0, max_outputs=16)
+    return path
+
+
+def write_summaries(writer, step: int, metrics: dict, learning_rates: dict) -> dict[str, float]:
+    """Scalars, learning rates and histograms at `step`. Returns the scalars as floats."""
+    scalars = {k: float(metrics[k]) for k in SCALARS}
+    with writer.as_default(step=step):
+        for k, v in scalars.items():
+            tf.summary.scalar(k, v)
+        for k, v in learning_rates.items():
+            tf.summary.scalar(k, v)
+        for k in HISTOGRAMS:
+            tf.summary.histogram(k, metrics[k])
+    return scalars
+
+
+class _StopRequest:
+    """Turns SIGTERM into a flag the loop checks after each step, so the run can checkpoint and exit."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not in the main thread
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Trains (or resumes) the run described by `cfg`. Returns the final step, epoch and metrics."""
+    cfg.validate()
+    paths = RunPaths.from_config(cfg)
+    data = load_train_data(cfg, seed=cfg.seed)
+    facts = {"c_dim": data.c_dim, "y_dim": data.y_dim, "num_examples": data.num_examples}
+    write_run_flags(cfg, paths, facts)
+    keras.utils.set_random_seed(cfg.seed)
+
+    G, D = models_from_config(cfg, data.c_dim, data.y_dim)
+    g_opt, d_opt = create_optimizers(cfg)
+    z_rng = tf.random.Generator.from_seed(cfg.seed + 1)
+    state = TrainState.create(cfg.seed, sample_z(z_rng, cfg.sample_num, cfg.z_dim, cfg.z_dist),
+                              class_labels(cfg.sample_num, data.y_dim))
+    state_epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
+    ckpt = create_checkpoint(G, D, g_opt, d_opt, state)
+    ckpt.epoch_step = state_epoch_step
+    restored = restore_latest(ckpt, paths.checkpoint_dir)
+    manager = create_manager(ckpt, paths.checkpoint_dir, cfg.max_to_keep)
+    step, start_epoch = int(state.step.numpy()), int(state.epoch.numpy())
+    done_in_epoch = int(state_epoch_step.numpy())
+    if restored:
+        logging.info("resuming %s at epoch %d, step %d", paths.run_dir, start_epoch, step)
+
+    def checkpoint_now(epoch: int, in_epoch: int):
+        state.step.assign(step)
+        state.epoch.assign(epoch)
+        state_epoch_step.assign(in_epoch)
+        save_checkpoint(manager, step)
+
+    train_step = make_train_step(G, D, g_opt, d_opt, state.rng, cfg)
+    writer = tf.summary.create_file_writer(paths.run_dir)
+    scalars: dict[str, float] = {}
+    images_seen, t_start = 0, time.perf_counter()
+    interrupted = False
+    epoch, in_epoch = start_epoch, done_in_epoch
+    with _StopRequest() as stop:
+        try:
+            for epoch in range(start_epoch, cfg.epoch):
+                lrs = {"learning_rate_d": decayed_learning_rate(cfg.learning_rate_d, cfg, epoch),
+                       "learning_rate_g": decayed_learning_rate(cfg.learning_rate_g, cfg, epoch)}
+                d_opt.learning_rate, g_opt.learning_rate = lrs["learning_rate_d"], lrs["learning_rate_g"]
+                bar = keras.utils.Progbar(data.steps_per_epoch, stateful_metrics=["img/s", *SCALARS],
+                                          unit_name="step")
+                print(f"Epoch {epoch + 1}/{cfg.epoch}")
+                epoch_t0, first = time.perf_counter(), in_epoch
+                for real_images, labels in data.dataset.take(data.steps_per_epoch - in_epoch):
+                    metrics = train_step(real_images, labels)
+                    step, in_epoch, images_seen = step + 1, in_epoch + 1, images_seen + cfg.batch_size
+                    if step % cfg.log_freq == 0 or in_epoch == data.steps_per_epoch:
+                        scalars = write_summaries(writer, step, metrics, lrs)
+                        rate = (in_epoch - first) * cfg.batch_size / max(time.perf_counter() - epoch_t0, 1e-9)
+                        bar.update(in_epoch, values=[("img/s", rate), *scalars.items()])
+                    if step % cfg.sample_freq == 0:
+                        save_sample_grid(G, state, paths, step, writer)
+                    if step % cfg.ckpt_freq == 0 and in_epoch < data.steps_per_epoch:
+                        checkpoint_now(epoch, in_epoch)
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                in_epoch = 0
+                checkpoint_now(epoch + 1, 0)
+        except KeyboardInterrupt:
+            interrupted = True
+            logging.warning("interrupted at step %d: saving a checkpoint before exiting", step)
+            if step != int(state.step.numpy()):
+                checkpoint_now(epoch, in_epoch)
+    if step and not interrupted:
+        save_sample_grid(G, state, paths, step, writer)
+    writer.flush()
+    elapsed = time.perf_counter() - t_start
+    return TrainResult(step=step, epoch=int(state.epoch.numpy()), metrics=scalars,
+                       images_per_second=images_seen / elapsed if images_seen else 0.0, paths=paths,
+                       interrupted=interrupted)

@@ -1,0 +1,102 @@
+"""Train a DCGAN, or use a trained one.
+
+Train on a folder of images (`--data_dir/--dataset`, sub-folders too):
+  python main.py --dataset faces --input_height 96 --output_height 48 --crop --train --epoch 300 \
+      --input_fname_pattern "*.jpg"
+Train the conditional model on Fashion-MNIST (idx files in --data_dir, Debian's package or tfds):
+  python main.py --dataset fashion_mnist --data_dir ../shared/data --input_height 28 --output_height 28 --train
+Watch it:
+  tensorboard --logdir out/
+Use the trained model (same --dataset and sizes find the same run):
+  python main.py --dataset fashion_mnist --data_dir ../shared/data --input_height 28 --output_height 28
+
+Every flag is documented in flags.md.
+"""
+
+import math
+import sys
+
+from absl import app, flags
+
+from dcgan_tf.config import LOSSES, Z_DISTS, TrainConfig
+from dcgan_tf.errors import DcganError
+
+FLAGS = flags.FLAGS
+# Data
+flags.DEFINE_string("dataset", "celebA", "Folder under --data_dir, or mnist / fashion_mnist, or a tfds name.")
+flags.DEFINE_string("data_dir", "./data", "Where datasets live.")
+flags.DEFINE_string("input_fname_pattern", "*.jpg", "Glob for image files inside the dataset folder.")
+flags.DEFINE_integer("input_height", 108, "Height of the centre crop taken from each image (with --crop).")
+flags.DEFINE_integer("input_width", None, "Width of the centre crop; default: --input_height.")
+flags.DEFINE_integer("output_height", 64, "Height of the images the model generates.")
+flags.DEFINE_integer("output_width", None, "Width of generated images; default: --output_height.")
+flags.DEFINE_boolean("crop", False, "Centre-crop input_height x input_width before resizing.")
+flags.DEFINE_boolean("flip", False, "Random horizontal flips of training images.")
+flags.DEFINE_float("train_size", math.inf, "Images per epoch at most.")
+# Model
+flags.DEFINE_integer("z_dim", 100, "Dimension of the latent z.")
+flags.DEFINE_enum("z_dist", "uniform_signed", list(Z_DISTS), "Distribution of z.")
+flags.DEFINE_integer("gf_dim", 64, "Generator filters in the last conv layer.")
+flags.DEFINE_integer("df_dim", 64, "Discriminator filters in the first conv layer.")
+flags.DEFINE_integer("gfc_dim", 1024, "Generator fully connected units (conditional model).")
+flags.DEFINE_integer("dfc_dim", 1024, "Discriminator fully connected units (conditional model).")
+flags.DEFINE_boolean("conditional", None, "Condition on labels; default: on for mnist and fashion_mnist.")
+# Optimisation
+flags.DEFINE_integer("epoch", 25, "Epochs to train.")
+flags.DEFINE_integer("batch_size", 64, "Images per batch.")
+flags.DEFINE_float("learning_rate", 0.0002, "Adam learning rate of both networks.")
+flags.DEFINE_float("learning_rate_d", None, "Adam learning rate of D; default: --learning_rate.")
+flags.DEFINE_float("learning_rate_g", None, "Adam learning rate of G; default: --learning_rate.")
+flags.DEFINE_float("beta1", 0.5, "Adam beta1.")
+flags.DEFINE_integer("g_steps", 2, "G updates per D update, with the same z.")
+flags.DEFINE_enum("loss", "gan", list(LOSSES), "gan (non-saturating BCE) or lsgan (least squares).")
+flags.DEFINE_float("label_smoothing", 0.0, "One-sided smoothing: real targets ~ U(L, 1); 0 = off.")
+flags.DEFINE_float("instance_noise", 0.0, "Gaussian noise on real images, stddev ~ U(0, S) per batch; 0 = off.")
+flags.DEFINE_integer("lr_decay_every", 0, "Multiply learning rates by --lr_decay every N epochs; 0 = off.")
+flags.DEFINE_float("lr_decay", 1.0, "Step decay factor.")
+flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
+# Outputs
+flags.DEFINE_string("out_dir", "out", "Parent of run folders (FLAGS.json, TensorBoard logs).")
+flags.DEFINE_string("out_name", "", "Run folder name; default: derived from dataset and sizes.")
+flags.DEFINE_string("checkpoint_dir", "checkpoints", "Parent of run checkpoint folders.")
+flags.DEFINE_string("sample_dir", "samples", "Parent of run sample folders.")
+flags.DEFINE_integer("max_to_keep", 1, "Checkpoints to keep.")
+flags.DEFINE_integer("sample_freq", 200, "Write a sample grid every N steps.")
+flags.DEFINE_integer("ckpt_freq", 200, "Write a checkpoint every N steps (and at each epoch's end).")
+flags.DEFINE_integer("log_freq", 20, "Write summaries and update the progress bar every N steps.")
+flags.DEFINE_integer("sample_num", 64, "Images in training sample grids.")
+# Modes
+flags.DEFINE_boolean("train", False, "Train (resuming the run if it has a checkpoint).")
+
+
+def config_from_flags() -> TrainConfig:
+    """One validated TrainConfig from the flags (field names are flag names)."""
+    names = [f for f in TrainConfig.__dataclass_fields__]
+    return TrainConfig(**{n: FLAGS[n].value for n in names}).validate()
+
+
+def run(_argv):
+    from dcgan_tf.train import train
+
+    cfg = config_from_flags()
+    if FLAGS.train:
+        result = train(cfg)
+        print(f"{'interrupted' if result.interrupted else 'done'}: epoch {result.epoch}, step {result.step}, "
+              f"{result.images_per_second:.1f} img/s; run folder {result.paths.run_dir}")
+        return 130 if result.interrupted else 0
+    from dcgan_tf.generate import use_trained_model
+
+    use_trained_model(cfg)
+    return 0
+
+
+def main(argv):
+    try:
+        sys.exit(run(argv))
+    except DcganError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)
