@@ -9,8 +9,8 @@ import tensorflow as tf
 from dcgan_tf.config import RunPaths, TrainConfig
 from dcgan_tf.images import save_image_grid
 from dcgan_tf.latent import class_labels, sample_z
+from dcgan_tf.model import apply_generator
 from dcgan_tf.runs import load_run
-from dcgan_tf.train import call_g
 
 
 def use_trained_model(cfg: TrainConfig) -> str:
@@ -19,5 +19,5 @@ def use_trained_model(cfg: TrainConfig) -> str:
     run = load_run(paths.checkpoint_dir, cfg)
     rng = tf.random.Generator.from_seed(cfg.seed)
     z = sample_z(rng, cfg.sample_num, cfg.z_dim, cfg.z_dist)
-    images = call_g(run.generator, z, class_labels(cfg.sample_num, run.y_dim), False).numpy()
+    images = apply_generator(run.generator, z, class_labels(cfg.sample_num, run.y_dim), False).numpy()
     return save_image_grid(images, os.path.join(paths.sample_dir, "test_grid.png"), cols=run.y_dim or None)

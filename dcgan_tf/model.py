@@ -32,18 +32,21 @@ class Generator(keras.Model):
         self.s16 = sizes[4]
         self.project = linear(gf_dim * 8 * self.s16[0] * self.s16[1], name="g_h0_lin")
         self.bn0 = batch_norm("g_bn0")
-        filters = [gf_dim * 4, gf_dim * 2, gf_dim, c_dim]
-        self.deconvs = [deconv2d(f, sizes[4 - i], sizes[3 - i], name=f"g_h{i + 1}") for i, f in enumerate(filters)]
-        self.bns = [batch_norm(f"g_bn{i + 1}") for i in range(3)]
+        # One attribute per layer: tf.train.Checkpoint does not see Keras 3 layers held in Python lists.
+        self.deconv1 = deconv2d(gf_dim * 4, sizes[4], sizes[3], name="g_h1")
+        self.deconv2 = deconv2d(gf_dim * 2, sizes[3], sizes[2], name="g_h2")
+        self.deconv3 = deconv2d(gf_dim, sizes[2], sizes[1], name="g_h3")
+        self.deconv4 = deconv2d(c_dim, sizes[1], sizes[0], name="g_h4")
+        self.bn1, self.bn2, self.bn3 = (batch_norm(f"g_bn{i}") for i in (1, 2, 3))
         self.gf_dim = gf_dim
 
     def call(self, z, training=False):
         h = self.project(z)
         h = ops.reshape(h, (-1, self.s16[0], self.s16[1], self.gf_dim * 8))  # [B, s16, s16, gf*8]
         h = ops.relu(self.bn0(h, training=training))
-        for deconv, bn in zip(self.deconvs[:-1], self.bns):
+        for deconv, bn in ((self.deconv1, self.bn1), (self.deconv2, self.bn2), (self.deconv3, self.bn3)):
             h = ops.relu(bn(deconv(h), training=training))
-        return ops.cast(ops.tanh(self.deconvs[-1](h)), "float32")
+        return ops.cast(ops.tanh(self.deconv4(h)), "float32")
 
 
 class Discriminator(keras.Model):
@@ -51,14 +54,15 @@ class Discriminator(keras.Model):
 
     def __init__(self, df_dim: int = 64, **kwargs):
         super().__init__(**kwargs)
-        self.convs = [conv2d(df_dim * m, name=f"d_h{i}_conv") for i, m in enumerate((1, 2, 4, 8))]
-        self.bns = [batch_norm(f"d_bn{i}") for i in (1, 2, 3)]
+        self.conv0, self.conv1, self.conv2, self.conv3 = (
+            conv2d(df_dim * m, name=f"d_h{i}_conv") for i, m in enumerate((1, 2, 4, 8)))
+        self.bn1, self.bn2, self.bn3 = (batch_norm(f"d_bn{i}") for i in (1, 2, 3))
         self.flatten = keras.layers.Flatten()
         self.logit = linear(1, name="d_h4_lin", dtype="float32")
 
     def call(self, images, training=False):
-        h = lrelu(self.convs[0](images))
-        for conv, bn in zip(self.convs[1:], self.bns):
+        h = lrelu(self.conv0(images))
+        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
             h = lrelu(bn(conv(h), training=training))
         return self.logit(self.flatten(h))
 
@@ -77,13 +81,13 @@ class ConditionalGenerator(keras.Model):
         self.fc1 = linear(gf_dim * 2 * self.s4[0] * self.s4[1], name="g_h1_lin")
         self.deconv2 = deconv2d(gf_dim * 2, sizes[2], sizes[1], name="g_h2")
         self.deconv3 = deconv2d(c_dim, sizes[1], sizes[0], name="g_h3")
-        self.bns = [batch_norm(f"g_bn{i}") for i in range(3)]
+        self.bn0, self.bn1, self.bn2 = (batch_norm(f"g_bn{i}") for i in range(3))
 
     def call(self, z, y, training=False):
-        h = ops.relu(self.bns[0](self.fc0(concat_labels(z, y)), training=training))
-        h = ops.relu(self.bns[1](self.fc1(concat_labels(h, y)), training=training))
+        h = ops.relu(self.bn0(self.fc0(concat_labels(z, y)), training=training))
+        h = ops.relu(self.bn1(self.fc1(concat_labels(h, y)), training=training))
         h = ops.reshape(h, (-1, self.s4[0], self.s4[1], self.gf_dim * 2))  # [B, s4, s4, gf*2]
-        h = ops.relu(self.bns[2](self.deconv2(concat_labels(h, y)), training=training))
+        h = ops.relu(self.bn2(self.deconv2(concat_labels(h, y)), training=training))
         return ops.cast(ops.tanh(self.deconv3(concat_labels(h, y))), "float32")
 
 
@@ -96,14 +100,24 @@ class ConditionalDiscriminator(keras.Model):
         self.conv1 = conv2d(df_dim + y_dim, name="d_h1_conv")
         self.fc2 = linear(dfc_dim, name="d_h2_lin")
         self.logit = linear(1, name="d_h3_lin", dtype="float32")
-        self.bns = [batch_norm(f"d_bn{i}") for i in (1, 2)]
+        self.bn1, self.bn2 = batch_norm("d_bn1"), batch_norm("d_bn2")
         self.flatten = keras.layers.Flatten()
 
     def call(self, images, y, training=False):
         h = lrelu(self.conv0(concat_labels(images, y)))
-        h = lrelu(self.bns[0](self.conv1(concat_labels(h, y)), training=training))
-        h = lrelu(self.bns[1](self.fc2(concat_labels(self.flatten(h), y)), training=training))
+        h = lrelu(self.bn1(self.conv1(concat_labels(h, y)), training=training))
+        h = lrelu(self.bn2(self.fc2(concat_labels(self.flatten(h), y)), training=training))
         return self.logit(concat_labels(h, y))
+
+
+def apply_generator(G, z, labels, training: bool = False):
+    """G(z) or G(z, y): the one place that knows whether a model is conditional (labels [B, 0] = no)."""
+    return G(z, labels, training=training) if labels.shape[-1] else G(z, training=training)
+
+
+def apply_discriminator(D, images, labels, training: bool = False):
+    """D(images) or D(images, y), as apply_generator. Returns logits [B, 1]."""
+    return D(images, labels, training=training) if labels.shape[-1] else D(images, training=training)
 
 
 def create_models(*, output_height: int, output_width: int, c_dim: int, z_dim: int, y_dim: int = 0,

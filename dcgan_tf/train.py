@@ -19,11 +19,11 @@ from absl import logging
 from dcgan_tf import __version__
 from dcgan_tf.checkpoint import TrainState, create_checkpoint, create_manager, restore_latest, save_checkpoint
 from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags, write_json_atomic
-from dcgan_tf.data import load_train_data
 from dcgan_tf.images import save_image_grid
 from dcgan_tf.latent import class_labels, sample_z
 from dcgan_tf.losses import discriminator_loss, discriminator_probability, generator_loss
-from dcgan_tf.model import models_from_config
+from dcgan_tf.model import apply_discriminator, apply_generator, models_from_config
+from dcgan_tf.progress import ProgressBar
 
 SCALARS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake")
 HISTOGRAMS = ("z", "d", "d_")
@@ -48,15 +48,6 @@ def create_optimizers(cfg: TrainConfig):
     return g_opt, d_opt
 
 
-def call_g(G, z, labels, training: bool):
-    """G(z) or G(z, y): the one place that knows whether the model is conditional."""
-    return G(z, labels, training=training) if labels.shape[-1] else G(z, training=training)
-
-
-def call_d(D, images, labels, training: bool):
-    return D(images, labels, training=training) if labels.shape[-1] else D(images, training=training)
-
-
 def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConfig):
     """Returns a tf.function (real_images [B,H,W,C], labels [B,Y]) -> dict of scalar (and histogram) tensors."""
 
@@ -75,14 +66,14 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
         if cfg.label_smoothing > 0:  # one-sided: real targets ~ U(L, 1)
             real_targets = rng.uniform([batch, 1], cfg.label_smoothing, 1.0)
         with tf.GradientTape() as tape:
-            fake_images = call_g(G, z, labels, True)
-            real_logits = call_d(D, real_images, labels, True)
-            fake_logits = call_d(D, fake_images, labels, True)
+            fake_images = apply_generator(G, z, labels, True)
+            real_logits = apply_discriminator(D, real_images, labels, True)
+            fake_logits = apply_discriminator(D, fake_images, labels, True)
             d_loss, d_loss_real, d_loss_fake = discriminator_loss(real_logits, fake_logits, real_targets, cfg.loss)
         apply(d_opt, d_loss, D, tape)
         for _ in range(cfg.g_steps):  # same z each time, as carpedm20
             with tf.GradientTape() as tape:
-                g_logits = call_d(D, call_g(G, z, labels, True), labels, True)
+                g_logits = apply_discriminator(D, apply_generator(G, z, labels, True), labels, True)
                 g_loss = generator_loss(g_logits, cfg.loss)
             apply(g_opt, g_loss, G, tape)
         d = discriminator_probability(real_logits, cfg.loss)
@@ -114,7 +105,7 @@ def write_run_flags(cfg: TrainConfig, paths: RunPaths, data_facts: dict) -> None
 def save_sample_grid(G, state: TrainState, paths: RunPaths, step: int, writer) -> str:
     """Writes samples/<run>/train_{step:08d}.png from the fixed z (one column per class) and image `G`."""
     labels = state.sample_labels
-    images = call_g(G, state.sample_z, labels, False).numpy()
+    images = apply_generator(G, state.sample_z, labels, False).numpy()
     cols = labels.shape[-1] or None
     path = save_image_grid(images, os.path.join(paths.sample_dir, f"train_{step:08d}.png"), cols=cols)
     with writer.as_default(step=step):
@@ -159,6 +150,8 @@ class _StopRequest:
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Trains (or resumes) the run described by `cfg`. Returns the final step, epoch and metrics."""
+    from dcgan_tf.data import load_train_data  # here, so importing the train step never loads tfds
+
     cfg.validate()
     paths = RunPaths.from_config(cfg)
     data = load_train_data(cfg, seed=cfg.seed)
@@ -199,9 +192,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 lrs = {"learning_rate_d": decayed_learning_rate(cfg.learning_rate_d, cfg, epoch),
                        "learning_rate_g": decayed_learning_rate(cfg.learning_rate_g, cfg, epoch)}
                 d_opt.learning_rate, g_opt.learning_rate = lrs["learning_rate_d"], lrs["learning_rate_g"]
-                bar = keras.utils.Progbar(data.steps_per_epoch, stateful_metrics=["img/s", *SCALARS],
-                                          unit_name="step")
-                print(f"Epoch {epoch + 1}/{cfg.epoch}")
+                bar = ProgressBar(data.steps_per_epoch, prefix=f"epoch {epoch + 1}/{cfg.epoch} ")
                 epoch_t0, first = time.perf_counter(), in_epoch
                 for real_images, labels in data.dataset.take(data.steps_per_epoch - in_epoch):
                     metrics = train_step(real_images, labels)
@@ -209,7 +200,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     if step % cfg.log_freq == 0 or in_epoch == data.steps_per_epoch:
                         scalars = write_summaries(writer, step, metrics, lrs)
                         rate = (in_epoch - first) * cfg.batch_size / max(time.perf_counter() - epoch_t0, 1e-9)
-                        bar.update(in_epoch, values=[("img/s", rate), *scalars.items()])
+                        bar.update(in_epoch, {"img/s": rate, **scalars})
                     if step % cfg.sample_freq == 0:
                         save_sample_grid(G, state, paths, step, writer)
                     if step % cfg.ckpt_freq == 0 and in_epoch < data.steps_per_epoch:
