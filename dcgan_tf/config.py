@@ -201,9 +201,12 @@ def check_against_saved(cfg: TrainConfig, saved: dict[str, Any], extra: dict[str
       extra: data-derived values of this command (e.g. c_dim) to compare as well.
     """
     mine = cfg.to_dict()
-    mine.update(extra or {})
-    for name in ARCHITECTURE_FIELDS + tuple((extra or {}).keys()):
-        if name in saved and name in mine and saved[name] != mine[name]:
-            flag = name if name in mine and name in cfg.to_dict() else name
-            raise FlagError(flag, f"is {mine[name]!r} but the saved run in {cfg.out_dir}/{cfg.out_name} "
-                                  f"was trained with {saved[name]!r}; use the same value or a new --out_name")
+    where = f"the saved run in {cfg.out_dir}/{cfg.out_name}"
+    for name in ARCHITECTURE_FIELDS:
+        if name in saved and saved[name] != mine[name]:
+            raise FlagError(name, f"is {mine[name]!r} but {where} was trained with {saved[name]!r}; use the "
+                                  "same value or a new --out_name")
+    for name, value in (extra or {}).items():  # facts of the data, e.g. c_dim: blame the data flags
+        if name in saved and saved[name] != value:
+            raise FlagError("dataset", f"gives {name}={value!r} but {where} was trained with {name}="
+                                       f"{saved[name]!r}; use the same data or a new --out_name")

@@ -1,0 +1,49 @@
+"""TrainConfig defaults, validation by flag name, run paths and the saved-run check."""
+
+import dataclasses
+import math
+
+import pytest
+
+from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags, write_json_atomic
+from dcgan_tf.errors import FlagError
+
+
+def test_defaults_follow_carpedm20():
+    cfg = TrainConfig()
+    assert (cfg.epoch, cfg.batch_size, cfg.learning_rate, cfg.beta1, cfg.z_dim) == (25, 64, 0.0002, 0.5, 100)
+    assert (cfg.input_height, cfg.input_width, cfg.output_height, cfg.output_width) == (108, 108, 64, 64)
+    assert cfg.learning_rate_d == cfg.learning_rate_g == 0.0002
+    assert cfg.train_size == math.inf and cfg.g_steps == 2 and not cfg.conditional
+
+
+def test_labelled_datasets_are_conditional_and_names_have_no_timestamp():
+    cfg = TrainConfig(dataset="fashion_mnist", input_height=28, output_height=28)
+    assert cfg.conditional and cfg.y_dim == 10
+    assert cfg.out_name == "fashion_mnist_28x28"
+    assert TrainConfig(dataset="faces", input_height=96, output_height=48, crop=True).out_name == \
+        "faces_48x48_crop96x96"
+
+
+@pytest.mark.parametrize("field,value", [("batch_size", 0), ("epoch", -1), ("learning_rate_d", 0.0),
+                                         ("label_smoothing", 1.5), ("instance_noise", -0.1), ("beta1", 1.0),
+                                         ("z_dist", "gauss"), ("loss", "wgan"), ("lr_decay", 0.0),
+                                         ("output_height", 0), ("train_size", 0)])
+def test_bad_values_name_the_flag(field, value):
+    with pytest.raises(FlagError, match=f"--{field}"):
+        TrainConfig(**{field: value}).validate()
+
+
+def test_dict_round_trip_and_saved_run_check(tmp_path):
+    cfg = TrainConfig(dataset="tiny", out_dir=str(tmp_path / "out"), checkpoint_dir=str(tmp_path / "ck"))
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    paths = RunPaths.from_config(cfg)
+    assert read_saved_flags(paths) is None
+    paths.make_dirs()
+    write_json_atomic(paths.flags_json, {**cfg.to_dict(), "c_dim": 3})
+    saved = read_saved_flags(paths)
+    check_against_saved(cfg, saved, {"c_dim": 3})
+    with pytest.raises(FlagError, match="--z_dim"):
+        check_against_saved(dataclasses.replace(cfg, z_dim=64), saved)
+    with pytest.raises(FlagError, match="--dataset: gives c_dim=1"):
+        check_against_saved(cfg, saved, {"c_dim": 1})

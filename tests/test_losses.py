@@ -1,0 +1,52 @@
+"""The GAN losses against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dcgan_tf.losses import discriminator_loss, discriminator_probability, generator_loss
+
+
+def bce(logit, target):
+    p = 1 / (1 + math.exp(-logit))
+    return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+
+def test_gan_losses_match_hand_computation():
+    real = tf.constant([[2.0], [-1.0]])
+    fake = tf.constant([[0.5], [-3.0]])
+    d_loss, d_real, d_fake = discriminator_loss(real, fake, loss="gan")
+    want_real = (bce(2.0, 1) + bce(-1.0, 1)) / 2
+    want_fake = (bce(0.5, 0) + bce(-3.0, 0)) / 2
+    assert float(d_real) == pytest.approx(want_real, rel=1e-5)
+    assert float(d_fake) == pytest.approx(want_fake, rel=1e-5)
+    assert float(d_loss) == pytest.approx(want_real + want_fake, rel=1e-5)
+    assert float(generator_loss(fake, "gan")) == pytest.approx((bce(0.5, 1) + bce(-3.0, 1)) / 2, rel=1e-5)
+
+
+def test_label_smoothing_targets_reach_the_loss():
+    real = tf.constant([[3.0], [3.0]])
+    fake = tf.zeros((2, 1))
+    _, hard, _ = discriminator_loss(real, fake, None, "gan")
+    _, smooth, _ = discriminator_loss(real, fake, tf.constant([[0.9], [0.9]]), "gan")
+    assert float(smooth) == pytest.approx(bce(3.0, 0.9), rel=1e-5)
+    assert float(smooth) > float(hard)
+
+
+def test_lsgan_losses_match_hand_computation():
+    real = tf.constant([[2.0], [0.0]])
+    fake = tf.constant([[1.0], [-1.0]])
+    d_loss, d_real, d_fake = discriminator_loss(real, fake, loss="lsgan")
+    assert float(d_real) == pytest.approx(0.5 * ((2 - 1) ** 2 + (0 - 1) ** 2) / 2)
+    assert float(d_fake) == pytest.approx(0.5 * (1 + 1) / 2)
+    assert float(d_loss) == pytest.approx(float(d_real) + float(d_fake))
+    assert float(generator_loss(fake, "lsgan")) == pytest.approx(0.5 * (0 + 4) / 2)
+
+
+def test_probability_and_unknown_loss():
+    np.testing.assert_allclose(discriminator_probability(tf.constant([0.0]), "gan"), [0.5])
+    np.testing.assert_allclose(discriminator_probability(tf.constant([0.3]), "lsgan"), [0.3])
+    with pytest.raises(ValueError):
+        generator_loss(tf.zeros((1, 1)), "wgan")
