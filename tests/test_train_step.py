@@ -1,0 +1,86 @@
+"""One compiled train step: what it updates, and that smoothing and instance noise reach the loss."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from run_factory import tiny_config
+
+from dcgan_tf.config import TrainConfig
+from dcgan_tf.latent import class_labels
+from dcgan_tf.model import models_from_config
+from dcgan_tf.train import create_optimizers, decayed_learning_rate, make_train_step
+
+
+def build(cfg, c_dim=3, seed=0):
+    tf.keras.utils.set_random_seed(seed)
+    G, D = models_from_config(cfg, c_dim, cfg.y_dim)
+    g_opt, d_opt = create_optimizers(cfg)
+    rng = tf.random.Generator.from_seed(seed)
+    return G, D, g_opt, d_opt, make_train_step(G, D, g_opt, d_opt, rng, cfg)
+
+
+def batch(cfg, c_dim=3):
+    x = np.random.RandomState(0).uniform(-1, 1, (cfg.batch_size, cfg.output_height, cfg.output_width, c_dim))
+    return tf.constant(x.astype(np.float32)), tf.constant(class_labels(cfg.batch_size, cfg.y_dim))
+
+
+@pytest.mark.parametrize("conditional,g_steps", [(False, 2), (True, 3), (False, 1)])
+def test_one_step_updates_d_once_and_g_g_steps_times(tmp_path, conditional, g_steps):
+    cfg = tiny_config(tmp_path, conditional=conditional, g_steps=g_steps, size=28 if conditional else 16)
+    c_dim = 1 if conditional else 3
+    G, D, g_opt, d_opt, step = build(cfg, c_dim)
+    g_before = [v.numpy().copy() for v in G.trainable_variables]
+    d_before = [v.numpy().copy() for v in D.trainable_variables]
+    out = step(*batch(cfg, c_dim))
+    assert int(d_opt.iterations) == 1 and int(g_opt.iterations) == g_steps
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(g_before, G.trainable_variables))
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(d_before, D.trainable_variables))
+    for k in ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake"):
+        assert np.isfinite(float(out[k])), k
+    assert float(out["d_loss"]) == pytest.approx(float(out["d_loss_real"]) + float(out["d_loss_fake"]), rel=1e-5)
+    assert out["z"].shape == (cfg.batch_size, cfg.z_dim) and out["d"].shape == (cfg.batch_size, 1)
+
+
+def real_loss_bounds(D, images, smoothing):
+    logits = D(images, training=True).numpy().astype(np.float64)
+    softplus = np.logaddexp(0, logits)
+    hard = np.mean(softplus - logits)  # target 1
+    soft = np.mean(softplus - smoothing * logits)  # target L
+    return min(hard, soft), max(hard, soft), hard
+
+
+def test_label_smoothing_reaches_the_loss(tmp_path):
+    cfg = tiny_config(tmp_path, label_smoothing=0.7)
+    G, D, _, _, step = build(cfg)
+    images, labels = batch(cfg)
+    low, high, hard = real_loss_bounds(D, images, 0.7)
+    got = float(step(images, labels)["d_loss_real"])
+    assert low - 1e-5 <= got <= high + 1e-5
+    assert abs(got - hard) > 1e-4
+
+
+def test_instance_noise_reaches_the_loss(tmp_path):
+    plain = tiny_config(tmp_path)
+    noisy = dataclasses.replace(plain, instance_noise=1.0)
+    images, labels = batch(plain)
+    got_plain = float(build(plain)[-1](images, labels)["d_loss_real"])
+    got_noisy = float(build(noisy)[-1](images, labels)["d_loss_real"])
+    got_plain_again = float(build(plain)[-1](images, labels)["d_loss_real"])
+    assert got_plain == pytest.approx(got_plain_again, rel=1e-6)  # same seed, same result
+    assert abs(got_noisy - got_plain) > 1e-4
+
+
+def test_lsgan_step_is_finite(tmp_path):
+    cfg = tiny_config(tmp_path, loss="lsgan")
+    out = build(cfg)[-1](*batch(cfg))
+    assert np.isfinite(float(out["g_loss"])) and np.isfinite(float(out["d_loss"]))
+
+
+def test_step_decay():
+    cfg = TrainConfig(lr_decay_every=10, lr_decay=0.9)
+    assert decayed_learning_rate(1.0, cfg, 9) == 1.0
+    assert decayed_learning_rate(1.0, cfg, 10) == pytest.approx(0.9)
+    assert decayed_learning_rate(1.0, cfg, 25) == pytest.approx(0.81)
+    assert decayed_learning_rate(1.0, TrainConfig(), 100) == 1.0
