@@ -55,6 +55,9 @@ flags.DEFINE_float("instance_noise", 0.0, "Gaussian noise on real images, stddev
 flags.DEFINE_integer("lr_decay_every", 0, "Multiply learning rates by --lr_decay every N epochs; 0 = off.")
 flags.DEFINE_float("lr_decay", 1.0, "Step decay factor.")
 flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
+# Speed
+flags.DEFINE_boolean("mixed_precision", False, "bfloat16 compute on CPU, float16 with loss scaling on GPU.")
+flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (slower on CPU for transposed convs).")
 # Outputs
 flags.DEFINE_string("out_dir", "out", "Parent of run folders (FLAGS.json, TensorBoard logs).")
 flags.DEFINE_string("out_name", "", "Run folder name; default: derived from dataset and sizes.")

@@ -61,6 +61,9 @@ class TrainConfig:
     lr_decay_every: int = 0  # epochs; 0 = no decay
     lr_decay: float = 1.0
     seed: int = 0
+    # Speed
+    mixed_precision: bool = False  # bfloat16 compute on CPU, float16 + loss scaling on GPU
+    jit_compile: bool = False  # XLA; slower for transposed convolutions on CPU
     # Outputs
     out_dir: str = "out"
     out_name: str = ""  # "": derived from the dataset and sizes

@@ -121,12 +121,25 @@ def apply_discriminator(D, images, labels, training: bool = False):
 
 
 def create_models(*, output_height: int, output_width: int, c_dim: int, z_dim: int, y_dim: int = 0,
-                  gf_dim: int = 64, df_dim: int = 64, gfc_dim: int = 1024, dfc_dim: int = 1024):
+                  gf_dim: int = 64, df_dim: int = 64, gfc_dim: int = 1024, dfc_dim: int = 1024,
+                  dtype_policy: str | None = None):
     """Builds (generator, discriminator), conditional when y_dim > 0, with their weights created.
+
+    Args:
+      dtype_policy: e.g. "mixed_bfloat16" or "mixed_float16" for mixed precision (variables stay float32,
+        outputs are float32); None keeps the global policy.
 
     Returns:
       (G, D): G(z, [y], training=) -> images; D(images, [y], training=) -> logits.
     """
+    if dtype_policy is not None:
+        previous = keras.mixed_precision.dtype_policy()
+        keras.mixed_precision.set_dtype_policy(dtype_policy)
+        try:
+            return create_models(output_height=output_height, output_width=output_width, c_dim=c_dim, z_dim=z_dim,
+                                 y_dim=y_dim, gf_dim=gf_dim, df_dim=df_dim, gfc_dim=gfc_dim, dfc_dim=dfc_dim)
+        finally:
+            keras.mixed_precision.set_dtype_policy(previous)
     if y_dim:
         G = ConditionalGenerator(output_height, output_width, c_dim, y_dim, gf_dim, gfc_dim, name="generator")
         D = ConditionalDiscriminator(c_dim, y_dim, df_dim, dfc_dim, name="discriminator")
@@ -139,8 +152,15 @@ def create_models(*, output_height: int, output_width: int, c_dim: int, z_dim: i
     return G, D
 
 
-def models_from_config(cfg, c_dim: int, y_dim: int):
+def models_from_config(cfg, c_dim: int, y_dim: int, dtype_policy: str | None = None):
     """create_models with the sizes of a TrainConfig (or anything with the same fields)."""
     return create_models(output_height=cfg.output_height, output_width=cfg.output_width, c_dim=c_dim,
                          z_dim=cfg.z_dim, y_dim=y_dim, gf_dim=cfg.gf_dim, df_dim=cfg.df_dim,
-                         gfc_dim=cfg.gfc_dim, dfc_dim=cfg.dfc_dim)
+                         gfc_dim=cfg.gfc_dim, dfc_dim=cfg.dfc_dim, dtype_policy=dtype_policy)
+
+
+def mixed_precision_policy() -> str:
+    """float16 (with loss scaling) on a GPU, bfloat16 elsewhere (CPUs with AVX512-BF16/AMX, TPUs)."""
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"

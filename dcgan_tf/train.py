@@ -22,7 +22,7 @@ from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_sav
 from dcgan_tf.images import save_image_grid
 from dcgan_tf.latent import class_labels, sample_z
 from dcgan_tf.losses import discriminator_loss, discriminator_probability, generator_loss
-from dcgan_tf.model import apply_discriminator, apply_generator, models_from_config
+from dcgan_tf.model import apply_discriminator, apply_generator, mixed_precision_policy, models_from_config
 from dcgan_tf.progress import ProgressBar
 
 SCALARS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake")
@@ -41,21 +41,31 @@ class TrainResult:
     interrupted: bool = False
 
 
-def create_optimizers(cfg: TrainConfig):
-    """Adam for G and D with their own learning rates and beta1. Returns (g_optimizer, d_optimizer)."""
+def create_optimizers(cfg: TrainConfig, loss_scaling: bool = False):
+    """Adam for G and D with their own learning rates and beta1. Returns (g_optimizer, d_optimizer).
+
+    With `loss_scaling` (float16 mixed precision) each is wrapped in its own LossScaleOptimizer.
+    """
     g_opt = keras.optimizers.Adam(cfg.learning_rate_g, beta_1=cfg.beta1, name="g_adam")
     d_opt = keras.optimizers.Adam(cfg.learning_rate_d, beta_1=cfg.beta1, name="d_adam")
+    if loss_scaling:
+        g_opt = keras.optimizers.LossScaleOptimizer(g_opt, name="g_loss_scale")
+        d_opt = keras.optimizers.LossScaleOptimizer(d_opt, name="d_loss_scale")
     return g_opt, d_opt
 
 
 def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConfig):
     """Returns a tf.function (real_images [B,H,W,C], labels [B,Y]) -> dict of scalar (and histogram) tensors."""
 
+    def scaled(opt, loss):
+        """The loss to differentiate: scaled up under float16 (apply_gradients unscales). Call inside the tape."""
+        return opt.scale_loss(loss) if isinstance(opt, keras.optimizers.LossScaleOptimizer) else loss
+
     def apply(opt, loss, model, tape):
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables))
 
-    @tf.function
+    @tf.function(jit_compile=cfg.jit_compile)
     def train_step(real_images, labels):
         batch = tf.shape(real_images)[0]
         z = sample_z(rng, batch, cfg.z_dim, cfg.z_dist)
@@ -70,12 +80,14 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
             real_logits = apply_discriminator(D, real_images, labels, True)
             fake_logits = apply_discriminator(D, fake_images, labels, True)
             d_loss, d_loss_real, d_loss_fake = discriminator_loss(real_logits, fake_logits, real_targets, cfg.loss)
-        apply(d_opt, d_loss, D, tape)
+            d_objective = scaled(d_opt, d_loss)
+        apply(d_opt, d_objective, D, tape)
         for _ in range(cfg.g_steps):  # same z each time, as carpedm20
             with tf.GradientTape() as tape:
                 g_logits = apply_discriminator(D, apply_generator(G, z, labels, True), labels, True)
                 g_loss = generator_loss(g_logits, cfg.loss)
-            apply(g_opt, g_loss, G, tape)
+                g_objective = scaled(g_opt, g_loss)
+            apply(g_opt, g_objective, G, tape)
         d = discriminator_probability(real_logits, cfg.loss)
         d_ = discriminator_probability(fake_logits, cfg.loss)
         return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake, "g_loss": g_loss,
@@ -159,8 +171,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     write_run_flags(cfg, paths, facts)
     keras.utils.set_random_seed(cfg.seed)
 
-    G, D = models_from_config(cfg, data.c_dim, data.y_dim)
-    g_opt, d_opt = create_optimizers(cfg)
+    policy = mixed_precision_policy() if cfg.mixed_precision else None
+    G, D = models_from_config(cfg, data.c_dim, data.y_dim, dtype_policy=policy)
+    g_opt, d_opt = create_optimizers(cfg, loss_scaling=policy == "mixed_float16")
     z_rng = tf.random.Generator.from_seed(cfg.seed + 1)
     state = TrainState.create(cfg.seed, sample_z(z_rng, cfg.sample_num, cfg.z_dim, cfg.z_dist),
                               class_labels(cfg.sample_num, data.y_dim))

@@ -84,3 +84,18 @@ def test_step_decay():
     assert decayed_learning_rate(1.0, cfg, 10) == pytest.approx(0.9)
     assert decayed_learning_rate(1.0, cfg, 25) == pytest.approx(0.81)
     assert decayed_learning_rate(1.0, TrainConfig(), 100) == 1.0
+
+
+@pytest.mark.parametrize("policy,scaling", [("mixed_bfloat16", False), ("mixed_float16", True)])
+def test_mixed_precision_step_keeps_float32_variables_and_outputs(tmp_path, policy, scaling):
+    cfg = tiny_config(tmp_path)
+    G, D = models_from_config(cfg, 3, 0, dtype_policy=policy)
+    g_opt, d_opt = create_optimizers(cfg, loss_scaling=scaling)
+    step = make_train_step(G, D, g_opt, d_opt, tf.random.Generator.from_seed(0), cfg)
+    before = G.trainable_variables[0].numpy().copy()
+    out = step(*batch(cfg))
+    assert np.isfinite(float(out["g_loss"])) and np.isfinite(float(out["d_loss"]))
+    assert G.deconv1.compute_dtype == policy.split("_")[1]
+    assert all(v.dtype == "float32" for v in G.weights + D.weights)
+    assert G(np.zeros((2, cfg.z_dim), np.float32)).dtype == "float32"
+    assert not np.allclose(before, G.trainable_variables[0].numpy())
