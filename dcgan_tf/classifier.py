@@ -1,0 +1,384 @@
+r"""A small CNN classifier for 28x28x1 labelled data (MNIST / Fashion-MNIST), used to judge generated images.
+
+Its penultimate layer gives the features of a "domain FID" (`dcgan_tf.metrics.ClassifierFeatures`), its logits
+give an Inception-Score-like classifier score and, for the conditional model, the accuracy of generated images
+against the labels they were asked for.
+
+Train one and save it (prints the test accuracy):
+    python -m dcgan_tf.classifier --dataset fashion_mnist --data_dir ../shared/data --epochs 5 \
+        --classifier_out checkpoints/classifier_fashion_mnist
+
+A saved classifier is a folder holding `classifier.weights.h5` and `classifier.json` (architecture, training
+settings, test accuracy and the weights' checksum).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from dcgan_tf.config import LABELLED_DATASETS, write_json_atomic
+from dcgan_tf.errors import DcganError, FlagError
+
+NUM_CLASSES = 10
+WEIGHTS_FILE = "classifier.weights.h5"
+CONFIG_FILE = "classifier.json"
+
+# --------------------------------------------------------------------------------------------------------------
+# Model
+
+
+class Classifier(keras.Model):
+    """conv-pool-conv-pool-dense CNN: images [N, 28, 28, 1] in [-1, 1] -> logits [N, num_classes]."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, filters: int = 32, feature_dim: int = 128,
+                 dropout: float = 0.3, seed: int = 0, **kwargs):
+        """Creates the layers; weights are made on the first call.
+
+        Args:
+          num_classes: number of logits.
+          filters: channels of the first convolution; the second has twice as many.
+          feature_dim: width of the penultimate dense layer (the FID features).
+          dropout: dropout rate before the logits (training only).
+          seed: seeds the initialisers and dropout.
+        """
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.filters = filters
+        self.feature_dim = feature_dim
+        self.dropout_rate = dropout
+        self.seed = seed
+        init = lambda i: keras.initializers.GlorotUniform(seed=seed + i)
+        self.conv1 = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_initializer=init(1))
+        self.pool1 = keras.layers.MaxPooling2D(2)  # 28 -> 14
+        self.conv2 = keras.layers.Conv2D(2 * filters, 3, padding="same", activation="relu",
+                                         kernel_initializer=init(2))
+        self.pool2 = keras.layers.MaxPooling2D(2)  # 14 -> 7
+        self.flatten = keras.layers.Flatten()
+        self.dense = keras.layers.Dense(feature_dim, activation="relu", kernel_initializer=init(3))
+        self.dropout = keras.layers.Dropout(dropout, seed=seed + 4)
+        self.logits = keras.layers.Dense(num_classes, kernel_initializer=init(5))
+
+    def features(self, x, training: bool = False):
+        """Penultimate-layer features [N, feature_dim] of images [N, 28, 28, 1] in [-1, 1]."""
+        h = self.pool1(self.conv1(x))  # [N, 14, 14, filters]
+        h = self.pool2(self.conv2(h))  # [N, 7, 7, 2 * filters]
+        return self.dense(self.flatten(h))
+
+    def call(self, x, training: bool = False):
+        """Logits [N, num_classes] of images [N, 28, 28, 1] in [-1, 1]."""
+        return self.logits(self.dropout(self.features(x, training=training), training=training))
+
+    def architecture(self) -> dict:
+        """The constructor arguments that rebuild this model."""
+        return {"num_classes": self.num_classes, "filters": self.filters, "feature_dim": self.feature_dim,
+                "dropout": self.dropout_rate, "seed": self.seed}
+
+
+def build_classifier(**kwargs) -> Classifier:
+    """A Classifier (kwargs as in its constructor) with its weights created."""
+    model = Classifier(**kwargs)
+    model(np.zeros((1, 28, 28, 1), np.float32), training=False)
+    return model
+
+
+def to_model_range(images: np.ndarray) -> np.ndarray:
+    """uint8 images in [0, 255] -> float32 in [-1, 1]; float images are returned as float32 unchanged."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 127.5 - 1.0
+    return images.astype(np.float32, copy=False)
+
+
+def predict_logits(model: keras.Model, images: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
+    """Logits [N, num_classes] (float32) of images [N, 28, 28, 1], in batches, in inference mode."""
+    images = to_model_range(images)
+    return np.concatenate([model(images[i:i + batch_size], training=False).numpy()
+                           for i in range(0, images.shape[0], batch_size)], axis=0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Mean softmax cross-entropy of int labels [N] against logits [N, K]; a scalar."""
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> Callable:
+    """A compiled step (images [n, 28, 28, 1], labels [n]) -> {"loss", "accuracy"} scalar tensors."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32), tf.TensorSpec([None], tf.int64)])
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = cross_entropy(labels, logits)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        correct = tf.cast(tf.equal(tf.argmax(logits, axis=1), labels), tf.float32)
+        return {"loss": loss, "accuracy": tf.reduce_mean(correct)}
+
+    return train_step
+
+
+def _check_labelled(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    images = to_model_range(images)
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
+        raise ValueError(f"need images of shape [N, 28, 28, 1], got {images.shape}")
+    if labels.shape[0] != images.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+    return images, labels
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray, *, epochs: int = 5, batch_size: int = 128,
+                     seed: int = 0, learning_rate: float = 1e-3, model: Classifier | None = None,
+                     on_epoch_end: Callable[[int, dict], None] | None = None, **model_kwargs) -> Classifier:
+    """Trains a classifier with Adam on softmax cross-entropy.
+
+    Args:
+      images: [N, 28, 28, 1], float32 in [-1, 1] or uint8 in [0, 255].
+      labels: int class ids [N].
+      epochs: passes over the data; each visits every image once in a seeded random order (the last batch of
+        an epoch may be smaller).
+      batch_size: images per step.
+      seed: seeds the initial weights, dropout and the shuffling.
+      learning_rate: Adam's learning rate.
+      model: a classifier to keep training; None builds a new one from model_kwargs and seed.
+      on_epoch_end: called as on_epoch_end(epoch, {"loss": ..., "accuracy": ..., "seconds": ...}) with the
+        epoch's mean training metrics.
+      **model_kwargs: Classifier constructor arguments (filters, feature_dim, dropout, num_classes).
+
+    Returns:
+      The trained model.
+    """
+    images, labels = _check_labelled(images, labels)
+    if model is None:
+        model = build_classifier(seed=seed, **model_kwargs)
+    train_step = make_train_step(model, keras.optimizers.Adam(learning_rate))
+    rng = np.random.default_rng(seed)
+    for epoch in range(epochs):
+        start = time.time()
+        order = rng.permutation(images.shape[0])
+        sums = {"loss": 0.0, "accuracy": 0.0}
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            metrics = train_step(images[idx], labels[idx])
+            for k in sums:
+                sums[k] += float(metrics[k]) * len(idx)
+        if on_epoch_end is not None:
+            epoch_metrics = {k: v / len(order) for k, v in sums.items()}
+            on_epoch_end(epoch, {**epoch_metrics, "seconds": time.time() - start})
+    return model
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Scores
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def scores_from_logits(logits: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
+    """Classifier score (and accuracy) from logits [N, K].
+
+    classifier_score = exp(E_x KL(p(y|x) || p(y))) with p(y) the mean of p(y|x) over the set: K for confident
+    predictions spread evenly over K classes, 1 when every image gets the same prediction.
+
+    Args:
+      logits: [N, K].
+      labels: optional int class ids [N] the images should show (e.g. the labels a conditional generator was
+        given); adds "accuracy".
+
+    Returns:
+      {"classifier_score": float, "accuracy": float (only with labels)}.
+    """
+    log_p = _log_softmax(np.asarray(logits, dtype=np.float64))  # [N, K]
+    log_p_y = np.log(np.exp(log_p).mean(axis=0))  # [K]
+    kl = (np.exp(log_p) * (log_p - log_p_y)).sum(axis=1)  # [N]
+    scores = {"classifier_score": float(np.exp(kl.mean()))}
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        if labels.shape[0] != log_p.shape[0]:
+            raise ValueError(f"{log_p.shape[0]} images but {labels.shape[0]} labels")
+        scores["accuracy"] = float((log_p.argmax(axis=1) == labels).mean())
+    return scores
+
+
+def classifier_scores(model: keras.Model, images: np.ndarray, labels: np.ndarray | None = None, *,
+                      batch_size: int = 500) -> dict[str, float]:
+    """Classifier score of images [N, 28, 28, 1] in [-1, 1], and their accuracy against labels when given.
+
+    See `scores_from_logits` for the definitions.
+    """
+    return scores_from_logits(predict_logits(model, images, batch_size=batch_size), labels)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Save / load
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def save_classifier(model: Classifier, path: str, metadata: dict | None = None) -> None:
+    """Saves the weights and architecture into the folder path, each file written atomically.
+
+    Args:
+      model: a built Classifier.
+      path: the folder (created when needed).
+      metadata: extra JSON-able facts to record (dataset, epochs, test accuracy, ...).
+    """
+    os.makedirs(path, exist_ok=True)
+    weights_path = os.path.join(path, WEIGHTS_FILE)
+    tmp = os.path.join(path, f"tmp{os.getpid()}.{WEIGHTS_FILE}")  # Keras insists on the .weights.h5 suffix
+    model.save_weights(tmp)
+    os.replace(tmp, weights_path)
+    # The checksum lets load_classifier notice a weights file and JSON from two different saves.
+    record = {"architecture": model.architecture(), "weights_sha256": _sha256(weights_path),
+              "metadata": metadata or {}}
+    write_json_atomic(os.path.join(path, CONFIG_FILE), record)
+
+
+def load_classifier(path: str) -> Classifier:
+    """Loads a classifier saved by `save_classifier` from the folder path.
+
+    Raises:
+      DcganError: naming the folder when its files are missing or do not belong together.
+    """
+    weights_path = os.path.join(path, WEIGHTS_FILE)
+    config_path = os.path.join(path, CONFIG_FILE)
+    if not (os.path.isfile(weights_path) and os.path.isfile(config_path)):
+        raise DcganError(f"{path}: no saved classifier ({WEIGHTS_FILE} and {CONFIG_FILE}); train one with "
+                         f"`python -m dcgan_tf.classifier --classifier_out {path}`")
+    with open(config_path) as f:
+        record = json.load(f)
+    if record.get("weights_sha256") != _sha256(weights_path):
+        raise DcganError(f"{path}: {WEIGHTS_FILE} does not match {CONFIG_FILE} (an interrupted save?); "
+                         "train the classifier again")
+    model = build_classifier(**record["architecture"])
+    model.load_weights(weights_path)
+    return model
+
+
+# --------------------------------------------------------------------------------------------------------------
+# idx files
+
+
+_IDX_PREFIX = {"train": "train", "test": "t10k"}
+
+
+def _read_idx(path: str) -> np.ndarray:
+    """The array in an idx file (optionally .gz): big-endian header of dims, then uint8 data."""
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        data = f.read()
+    magic = int.from_bytes(data[0:4], "big")
+    if magic >> 8 != 0x08:  # type code 0x08 = unsigned byte
+        raise DcganError(f"{path}: not a uint8 idx file (magic {magic:#x})")
+    ndim = magic & 0xFF
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx_file(folders: list[str], stem: str) -> str | None:
+    for folder in folders:
+        for path in (os.path.join(folder, stem), os.path.join(folder, stem + ".gz")):
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def _load_idx_split(name: str, data_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 [N, 28, 28, 1] and labels int64 [N] of one split ("train" or "test") of an idx dataset.
+
+    Looks in data_dir/<name>, data_dir/<name with - for _> and /usr/share/datasets/<name with - for _>.
+    """
+    dashed = name.replace("_", "-")
+    folders = [os.path.join(data_dir, name), os.path.join(data_dir, dashed),
+               os.path.join("/usr/share/datasets", dashed)]
+    prefix = _IDX_PREFIX[split]
+    images_path = _find_idx_file(folders, f"{prefix}-images-idx3-ubyte")
+    labels_path = _find_idx_file(folders, f"{prefix}-labels-idx1-ubyte")
+    if images_path is None or labels_path is None:
+        raise FlagError("data_dir", f"no {prefix}-images-idx3-ubyte(.gz) and {prefix}-labels-idx1-ubyte(.gz) "
+                                    f"in any of {', '.join(folders)}")
+    images = _read_idx(images_path)[..., None]  # [N, 28, 28, 1]
+    labels = _read_idx(labels_path).astype(np.int64)
+    if images.shape[0] != labels.shape[0]:
+        raise DcganError(f"{images_path} has {images.shape[0]} images but {labels_path} {labels.shape[0]} labels")
+    return images, labels
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def train_and_save(dataset: str, data_dir: str, *, epochs: int, batch_size: int, seed: int, out: str,
+                   log: Callable[[str], None] = print) -> dict[str, float]:
+    """Trains on the train split, reports test accuracy, saves to out; returns the test scores."""
+    train_images, train_labels = _load_idx_split(dataset, data_dir, "train")
+    test_images, test_labels = _load_idx_split(dataset, data_dir, "test")
+    log(f"{dataset}: {len(train_labels)} train / {len(test_labels)} test images")
+
+    def log_epoch(epoch, m):
+        log(f"epoch {epoch + 1}/{epochs}: loss {m['loss']:.4f}, train accuracy {m['accuracy']:.4f}, "
+            f"{m['seconds']:.1f}s")
+
+    model = train_classifier(train_images, train_labels, epochs=epochs, batch_size=batch_size, seed=seed,
+                             on_epoch_end=log_epoch)
+    scores = classifier_scores(model, to_model_range(test_images), test_labels)
+    log(f"test accuracy {scores['accuracy']:.4f}, test classifier score {scores['classifier_score']:.3f}")
+    save_classifier(model, out, {"dataset": dataset, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+                                 "test_accuracy": scores["accuracy"]})
+    log(f"saved to {out}")
+    return scores
+
+
+def _validate_flags(dataset: str, epochs: int, batch_size: int) -> None:
+    if dataset not in LABELLED_DATASETS:
+        raise FlagError("dataset", f"must be one of {', '.join(LABELLED_DATASETS)}, got {dataset!r}")
+    for flag, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if value < 1:
+            raise FlagError(flag, f"must be >= 1, got {value}")
+
+
+def main(argv):
+    del argv  # unused
+    f = flags.FLAGS
+    out = f.classifier_out or os.path.join("checkpoints", f"classifier_{f.dataset}")
+    try:
+        _validate_flags(f.dataset, f.epochs, f.batch_size)
+        train_and_save(f.dataset, f.data_dir, epochs=f.epochs, batch_size=f.batch_size, seed=f.seed, out=out)
+    except DcganError as e:
+        sys.exit(f"error: {e}")
+
+
+def _define_flags() -> None:
+    """Defined only when run as a script, so importing this module adds no flags to other CLIs."""
+    flags.DEFINE_string("dataset", "fashion_mnist", f"Labelled idx dataset: {', '.join(LABELLED_DATASETS)}.")
+    flags.DEFINE_string("data_dir", "./data", "Folder holding <dataset>/ (or <data-set>/) with the idx files.")
+    flags.DEFINE_integer("epochs", 5, "Passes over the training set.")
+    flags.DEFINE_integer("batch_size", 128, "Images per training step.")
+    flags.DEFINE_integer("seed", 0, "Seeds weights, dropout and shuffling.")
+    flags.DEFINE_string("classifier_out", "", "Folder to save the classifier in "
+                                              "(default: checkpoints/classifier_<dataset>).")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

@@ -1,0 +1,194 @@
+"""Tests for dcgan_tf.classifier: the model, training, scores, save/load, idx reading and the CLI function."""
+
+import gzip
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from dcgan_tf import classifier as C
+from dcgan_tf.errors import DcganError, FlagError
+
+SHARED_DATA = pathlib.Path(__file__).parents[1] / ".." / "shared" / "data"
+TINY = {"filters": 4, "feature_dim": 16}
+
+
+def _separable_set(n_per_class=20, num_classes=10, seed=0):
+    """Images [n, 28, 28, 1] in [-1, 1] where class k is a bright 6x6 square at its own place, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(num_classes), n_per_class)
+    images = np.full((labels.size, 28, 28, 1), -1.0, np.float32)
+    for i, k in enumerate(labels):
+        r, c = 2 + 6 * (k // 3), 2 + 8 * (k % 3)  # a 4x3 grid of places
+        images[i, r:r + 6, c:c + 6] = 1.0
+    images += rng.normal(0, 0.2, images.shape).astype(np.float32)
+    return np.clip(images, -1, 1), labels
+
+
+def test_shapes():
+    model = C.build_classifier(**TINY)
+    images = np.zeros((5, 28, 28, 1), np.float32)
+    assert model(images, training=False).shape == (5, 10)
+    assert model.features(images, training=False).shape == (5, 16)
+    assert C.build_classifier(num_classes=3, **TINY)(images).shape == (5, 3)
+
+
+def test_to_model_range():
+    out = C.to_model_range(np.array([0, 255], np.uint8))
+    np.testing.assert_allclose(out, [-1.0, 1.0])
+    assert out.dtype == np.float32
+
+
+def test_training_reduces_loss_on_separable_data():
+    images, labels = _separable_set()
+    model = C.build_classifier(seed=0, **TINY)
+    loss_before = float(C.cross_entropy(labels, C.predict_logits(model, images)))
+    history = []
+    C.train_classifier(images, labels, epochs=6, batch_size=32, seed=0, learning_rate=3e-3, model=model,
+                       on_epoch_end=lambda epoch, m: history.append(m))
+    loss_after = float(C.cross_entropy(labels, C.predict_logits(model, images)))
+    assert len(history) == 6 and history[-1]["loss"] < history[0]["loss"]
+    assert loss_after < 0.5 * loss_before
+    assert C.classifier_scores(model, images, labels)["accuracy"] > 0.9
+
+
+def test_training_is_reproducible_by_seed():
+    images, labels = _separable_set(n_per_class=4)
+    a = C.train_classifier(images, labels, epochs=1, batch_size=16, seed=3, **TINY)
+    b = C.train_classifier(images, labels, epochs=1, batch_size=16, seed=3, **TINY)
+    np.testing.assert_array_equal(C.predict_logits(a, images), C.predict_logits(b, images))
+
+
+def test_train_rejects_mismatched_labels():
+    images, labels = _separable_set(n_per_class=2)
+    with pytest.raises(ValueError, match="labels"):
+        C.train_classifier(images, labels[:-1], epochs=1)
+
+
+def test_save_load_round_trip_gives_identical_logits(tmp_path):
+    images, _ = _separable_set(n_per_class=2)
+    model = C.build_classifier(seed=5, filters=8, feature_dim=24, dropout=0.1)
+    out = str(tmp_path / "clf")
+    C.save_classifier(model, out, {"dataset": "blobs"})
+    loaded = C.load_classifier(out)
+    np.testing.assert_array_equal(C.predict_logits(model, images), C.predict_logits(loaded, images))
+    assert loaded.architecture() == model.architecture()
+    assert sorted(os.listdir(out)) == [C.CONFIG_FILE, C.WEIGHTS_FILE]  # no temporary files left
+    with open(os.path.join(out, C.CONFIG_FILE)) as f:
+        assert json.load(f)["metadata"] == {"dataset": "blobs"}
+
+
+def test_load_errors_name_the_folder(tmp_path):
+    with pytest.raises(DcganError, match="no saved classifier"):
+        C.load_classifier(str(tmp_path / "nothing"))
+    out = str(tmp_path / "clf")
+    C.save_classifier(C.build_classifier(**TINY), out)
+    C.build_classifier(seed=1, **TINY).save_weights(os.path.join(out, C.WEIGHTS_FILE))  # weights of another save
+    with pytest.raises(DcganError, match="does not match"):
+        C.load_classifier(out)
+
+
+def test_classifier_score_of_confident_uniform_classes_is_num_classes():
+    labels = np.arange(1000) % 10
+    logits = 50.0 * np.eye(10)[labels]
+    assert C.scores_from_logits(logits)["classifier_score"] == pytest.approx(10.0, rel=1e-6)
+
+
+def test_classifier_score_of_a_single_class_is_one():
+    logits = np.tile(50.0 * np.eye(10)[3], (100, 1))
+    assert C.scores_from_logits(logits)["classifier_score"] == pytest.approx(1.0, abs=1e-6)
+    uncertain = np.zeros((100, 10))  # uniform p(y|x): no information either
+    assert C.scores_from_logits(uncertain)["classifier_score"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_accuracy_against_requested_labels():
+    predicted = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    logits = 5.0 * np.eye(10)[predicted]
+    requested = predicted.copy()
+    requested[:3] = [9, 9, 9]  # 3 of 10 wrong (one of them, index 9, stays right)
+    scores = C.scores_from_logits(logits, requested)
+    assert scores["accuracy"] == pytest.approx(0.7)
+    assert "accuracy" not in C.scores_from_logits(logits)
+    with pytest.raises(ValueError, match="labels"):
+        C.scores_from_logits(logits, requested[:5])
+
+
+def test_classifier_scores_uses_the_model_in_batches():
+    images, labels = _separable_set(n_per_class=3)
+    model = C.build_classifier(**TINY)
+    predicted = C.predict_logits(model, images).argmax(axis=1)
+    scores = C.classifier_scores(model, images, labels, batch_size=7)
+    assert scores["accuracy"] == pytest.approx(float((predicted == labels).mean()))
+    assert 1.0 <= scores["classifier_score"] <= 10.0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# idx files and the CLI function
+
+
+def _write_idx(path, array, gz=True):
+    header = (0x0800 | array.ndim).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    with (gzip.open if gz else open)(str(path) + (".gz" if gz else ""), "wb") as f:
+        f.write(data)
+
+
+def _write_tiny_dataset(folder, gz=True):
+    images, labels = _separable_set(n_per_class=6)
+    uint8 = np.round((images[..., 0] + 1) * 127.5).astype(np.uint8)  # [N, 28, 28]
+    folder.mkdir(parents=True)
+    for prefix in ("train", "t10k"):
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte", uint8, gz)
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels, gz)
+    return uint8, labels
+
+
+@pytest.mark.parametrize("folder_name, gz", [("fashion-mnist", True), ("fashion_mnist", False)])
+def test_load_idx_split_reads_self_made_files(tmp_path, folder_name, gz):
+    uint8, labels = _write_tiny_dataset(tmp_path / folder_name, gz)
+    images, got_labels = C._load_idx_split("fashion_mnist", str(tmp_path), "test")
+    assert images.shape == (60, 28, 28, 1) and images.dtype == np.uint8
+    assert got_labels.dtype == np.int64
+    np.testing.assert_array_equal(images[..., 0], uint8)
+    np.testing.assert_array_equal(got_labels, labels)
+
+
+def test_load_idx_split_missing_names_data_dir(tmp_path):
+    with pytest.raises(FlagError) as e:
+        C._load_idx_split("mnist", str(tmp_path), "train")
+    assert e.value.flag == "data_dir"
+
+
+def test_train_and_save_on_self_made_files(tmp_path):
+    _write_tiny_dataset(tmp_path / "mnist")
+    out = str(tmp_path / "clf")
+    lines = []
+    scores = C.train_and_save("mnist", str(tmp_path), epochs=2, batch_size=16, seed=0, out=out, log=lines.append)
+    assert any("test accuracy" in line for line in lines)
+    assert 0.0 <= scores["accuracy"] <= 1.0
+    with open(os.path.join(out, C.CONFIG_FILE)) as f:
+        assert json.load(f)["metadata"]["test_accuracy"] == scores["accuracy"]
+    C.load_classifier(out)
+
+
+def test_flag_validation_names_the_flag():
+    with pytest.raises(FlagError, match="--dataset"):
+        C._validate_flags("celebA", 1, 1)
+    with pytest.raises(FlagError, match="--epochs"):
+        C._validate_flags("mnist", 0, 1)
+    with pytest.raises(FlagError, match="--batch_size"):
+        C._validate_flags("mnist", 1, 0)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(),
+                    reason=f"real Fashion-MNIST not found at {SHARED_DATA / 'fashion-mnist'}")
+def test_real_fashion_mnist_short_training():
+    train_images, train_labels = C._load_idx_split("fashion_mnist", str(SHARED_DATA), "train")
+    test_images, test_labels = C._load_idx_split("fashion_mnist", str(SHARED_DATA), "test")
+    assert train_images.shape == (60000, 28, 28, 1) and test_images.shape == (10000, 28, 28, 1)
+    assert set(np.unique(test_labels)) == set(range(10))
+    model = C.train_classifier(train_images[:3000], train_labels[:3000], epochs=1, batch_size=64, seed=0)
+    scores = C.classifier_scores(model, C.to_model_range(test_images[:1000]), test_labels[:1000])
+    assert scores["accuracy"] > 0.6
