@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from dcgan_tf.config import LOSSES, Z_DISTS, TrainConfig
+from dcgan_tf.config import EVAL_FEATURES, LOSSES, Z_DISTS, TrainConfig
 from dcgan_tf.errors import DcganError
 
 FLAGS = flags.FLAGS
@@ -58,6 +58,14 @@ flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
 # Speed
 flags.DEFINE_boolean("mixed_precision", False, "bfloat16 compute on CPU, float16 with loss scaling on GPU.")
 flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (slower on CPU for transposed convs).")
+# Evaluation
+flags.DEFINE_integer("eval_freq", 0, "Measure FID/KID every N training steps (TensorBoard `fid`); 0 = off.")
+flags.DEFINE_integer("eval_samples", 1000, "Generated images per measurement during training.")
+flags.DEFINE_integer("num_eval_samples", 10000, "Generated images for --evaluate.")
+flags.DEFINE_enum("eval_features", "auto", list(EVAL_FEATURES),
+                  "Feature extractor: classifier (28x28 labelled data), inception, or auto.")
+flags.DEFINE_string("fid_weights", "", "Local InceptionV3 (include_top=False) weights file for inception features.")
+flags.DEFINE_string("classifier_dir", "", "Trained classifier folder; default checkpoints/classifier_<dataset>.")
 # Outputs
 flags.DEFINE_string("out_dir", "out", "Parent of run folders (FLAGS.json, TensorBoard logs).")
 flags.DEFINE_string("out_name", "", "Run folder name; default: derived from dataset and sizes.")
@@ -70,6 +78,15 @@ flags.DEFINE_integer("log_freq", 20, "Write summaries and update the progress ba
 flags.DEFINE_integer("sample_num", 64, "Images in training sample grids.")
 # Modes
 flags.DEFINE_boolean("train", False, "Train (resuming the run if it has a checkpoint).")
+flags.DEFINE_integer("generate_test_images", 0, "Write N single test images and a grid (without --train).")
+flags.DEFINE_integer("label", None, "Class of generated images (conditional model); default: all classes.")
+flags.DEFINE_boolean("visualize", False, "Write latent-space pictures of --option (without --train).")
+flags.DEFINE_integer("option", 0, "Visualization: 0 grid, 1 sweep PNGs, 2 random-dim GIFs, 3 per-dim GIFs, "
+                     "4 merged GIF, 5 interpolation.")
+flags.DEFINE_enum("interpolation", "slerp", ["linear", "slerp"], "Path between z pairs of --option 5.")
+flags.DEFINE_integer("sweep_steps", None, "Values per sweep or interpolation; default: --batch_size.")
+flags.DEFINE_boolean("export", False, "Export the generator as a TensorFlow SavedModel (without --train).")
+flags.DEFINE_string("export_dir", "", "Export folder; default: <checkpoint_dir>/<out_name>/export.")
 
 
 def config_from_flags() -> TrainConfig:
@@ -87,9 +104,17 @@ def run(_argv):
         print(f"{'interrupted' if result.interrupted else 'done'}: epoch {result.epoch}, step {result.step}, "
               f"{result.images_per_second:.1f} img/s; run folder {result.paths.run_dir}")
         return 130 if result.interrupted else 0
-    from dcgan_tf.generate import use_trained_model
+    from dcgan_tf.errors import FlagError
+    from dcgan_tf.generate import describe_written, use_trained_model
 
-    use_trained_model(cfg)
+    for name, mode in (("option", "visualize"), ("interpolation", "visualize"), ("sweep_steps", "visualize"),
+                       ("export_dir", "export")):
+        if FLAGS[name].present and not FLAGS[mode].value:
+            raise FlagError(name, f"only applies with --{mode}; add --{mode}")
+    written = use_trained_model(cfg, generate_test_images=FLAGS.generate_test_images, label=FLAGS.label,
+                                visualize=FLAGS.visualize, option=FLAGS.option, interpolation=FLAGS.interpolation,
+                                sweep_steps=FLAGS.sweep_steps, export=FLAGS.export, export_dir=FLAGS.export_dir)
+    print("\n".join(describe_written(written)))
     return 0
 
 

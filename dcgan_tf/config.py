@@ -17,6 +17,7 @@ from dcgan_tf.errors import FlagError
 LABELLED_DATASETS = ("mnist", "fashion_mnist")
 Z_DISTS = ("uniform_signed", "uniform_unsigned", "normal01")
 LOSSES = ("gan", "lsgan")
+EVAL_FEATURES = ("auto", "classifier", "inception")
 
 # Fields that fix the shape of the networks: a saved run and a new command must agree on them.
 ARCHITECTURE_FIELDS = (
@@ -64,6 +65,13 @@ class TrainConfig:
     # Speed
     mixed_precision: bool = False  # bfloat16 compute on CPU, float16 + loss scaling on GPU
     jit_compile: bool = False  # XLA; slower for transposed convolutions on CPU
+    # Evaluation
+    eval_freq: int = 0  # steps between quality measurements during training; 0 = off
+    eval_samples: int = 1000  # generated images per measurement during training
+    num_eval_samples: int = 10000  # generated images for --evaluate
+    eval_features: str = "auto"  # classifier | inception | auto (classifier for mnist/fashion_mnist)
+    fid_weights: str = ""  # local InceptionV3 (no top) weights file for inception features
+    classifier_dir: str = ""  # "": checkpoints/classifier_<dataset>
     # Outputs
     out_dir: str = "out"
     out_name: str = ""  # "": derived from the dataset and sizes
@@ -120,6 +128,13 @@ class TrainConfig:
             raise FlagError("loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.crop and (self.input_height < self.output_height or self.input_width < self.output_width):
             pass  # Upscaling a small crop is allowed; only a crop larger than the images is an error.
+        for name in ("eval_samples", "num_eval_samples"):
+            if getattr(self, name) < 2:
+                raise FlagError(name, f"must be >= 2, got {getattr(self, name)!r}")
+        if self.eval_freq < 0:
+            raise FlagError("eval_freq", f"must be >= 0 (0 = off), got {self.eval_freq!r}")
+        if self.eval_features not in EVAL_FEATURES:
+            raise FlagError("eval_features", f"must be one of {', '.join(EVAL_FEATURES)}, got {self.eval_features!r}")
         if not self.dataset:
             raise FlagError("dataset", "must name a folder under --data_dir or a known dataset")
         return self
