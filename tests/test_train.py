@@ -1,0 +1,120 @@
+"""Training end to end on tiny image folders: outputs, resume, TensorBoard tags and the CLI's errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dcgan_tf.config import TrainConfig
+from dcgan_tf.runs import load_run
+from dcgan_tf.train import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_train_config(folder, tmp_path, **overrides):
+    fields = dict(dataset=folder.name, data_dir=str(folder.parent), input_fname_pattern="*.png", input_height=16,
+                  output_height=16, z_dim=8, gf_dim=4, df_dim=4, batch_size=4, epoch=1, log_freq=2,
+                  sample_freq=3, ckpt_freq=100, sample_num=6, out_dir=str(tmp_path / "out"),
+                  checkpoint_dir=str(tmp_path / "ck"), sample_dir=str(tmp_path / "samples"))
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+def test_train_writes_flags_checkpoint_samples_and_summaries(tiny_image_folder, tmp_path):
+    (tiny_image_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=2)
+    result = train(cfg)
+    assert (result.step, result.epoch) == (12, 2)  # 24 good images / batch 4 = 6 steps per epoch
+    with open(result.paths.flags_json) as f:
+        saved = json.load(f)
+    assert saved["c_dim"] == 3 and saved["y_dim"] == 0 and saved["num_examples"] == 24
+    assert tf.train.latest_checkpoint(result.paths.checkpoint_dir).endswith("ckpt-12")
+    with Image.open(os.path.join(result.paths.sample_dir, "train_00000003.png")) as im:
+        assert im.size == (3 * 16, 2 * 16)  # 6 samples in a 2 x 3 grid, no square-number assert
+    assert os.path.exists(os.path.join(result.paths.sample_dir, "train_00000012.png"))
+    events = EventAccumulator(result.paths.run_dir, size_guidance={"tensors": 0, "images": 0}).Reload()
+    tags = set(events.Tags()["tensors"])
+    for tag in ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake", "learning_rate_d",
+                "learning_rate_g", "z", "d", "d_", "G"):
+        assert tag in tags, tag
+    assert all(np.isfinite(v) for v in result.metrics.values())
+
+
+def test_rerun_resumes_at_the_saved_epoch_and_step(tiny_image_folder, tmp_path):
+    cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=1)
+    first = train(cfg)
+    saved_weights = [v.numpy() for v in load_run(first.paths.checkpoint_dir).generator.weights]
+    again = train(cfg)  # nothing left to do: same step, same weights
+    assert (again.step, again.epoch) == (6, 1)
+    np.testing.assert_array_equal(saved_weights[0], load_run(first.paths.checkpoint_dir).generator.weights[0])
+    more = train(tiny_train_config(tiny_image_folder, tmp_path, epoch=3))
+    assert (more.step, more.epoch) == (18, 3)
+
+
+def test_mid_epoch_checkpoint_resumes_inside_the_epoch(tiny_image_folder, tmp_path, monkeypatch):
+    cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=2, ckpt_freq=4)
+    import dcgan_tf.train as train_module
+
+    calls = {"n": 0}
+    real_step = train_module.make_train_step
+
+    def interrupting_step(*args, **kwargs):
+        step = real_step(*args, **kwargs)
+
+        def wrapped(images, labels):
+            calls["n"] += 1
+            if calls["n"] == 9:  # during epoch 2, after the checkpoint at step 8
+                raise KeyboardInterrupt
+            return step(images, labels)
+
+        return wrapped
+
+    monkeypatch.setattr(train_module, "make_train_step", interrupting_step)
+    result = train(cfg)
+    assert result.interrupted and result.step == 8
+    monkeypatch.setattr(train_module, "make_train_step", real_step)
+    resumed = train(cfg)
+    assert (resumed.step, resumed.epoch) == (12, 2)  # 4 steps left in epoch 2, not a whole new epoch
+
+
+def test_changed_architecture_flag_is_named(tiny_image_folder, tmp_path):
+    train(tiny_train_config(tiny_image_folder, tmp_path))
+    with pytest.raises(Exception, match="--gf_dim"):
+        train(tiny_train_config(tiny_image_folder, tmp_path, gf_dim=8))
+
+
+def run_main(*args, cwd):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--batch_size", "0"], "--batch_size"),
+    (["--label_smoothing", "1.5"], "--label_smoothing"),
+    (["--dataset", "nothing_here", "--data_dir", "nowhere_dir"], "nothing_here"),
+])
+def test_cli_errors_are_one_line_naming_the_flag(tmp_path, args, needle):
+    proc = run_main("--train", *args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_trains_and_finds_its_own_run_again(tiny_image_folder, tmp_path):
+    common = ["--dataset", "tiny", "--data_dir", str(tiny_image_folder.parent), "--input_fname_pattern", "*.png",
+              "--input_height", "16", "--output_height", "16", "--z_dim", "8", "--gf_dim", "4", "--df_dim", "4",
+              "--batch_size", "8", "--epoch", "1", "--sample_num", "4"]
+    proc = run_main("--train", *common, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "epoch 1, step 3" in proc.stdout
+    assert os.path.exists(tmp_path / "out" / "tiny_16x16" / "FLAGS.json")
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "tiny_16x16"))
+    proc = run_main(*common, cwd=tmp_path)  # without --train: uses the trained model
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list((tmp_path / "samples" / "tiny_16x16").glob("*.png"))
