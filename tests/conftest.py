@@ -1,0 +1,46 @@
+"""Shared test fixtures: tiny image folders written to tmp_path, and the optional real data in ../shared/data."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+_CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
+
+
+@pytest.fixture
+def make_image_folder(tmp_path):
+    """A factory: make(name="tiny", n=24, size=16, mode="RGB", ext="png", seed=0) -> tmp_path/data/<name>.
+
+    Writes `n` random-noise images of size x size pixels (mode "L", "RGB" or "RGBA") named 000.<ext>,
+    001.<ext>, ...; use data_dir=str(folder.parent), dataset=folder.name.
+    """
+    def make(name: str = "tiny", n: int = 24, size: int = 16, mode: str = "RGB", ext: str = "png",
+             seed: int = 0) -> pathlib.Path:
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (size, size, _CHANNELS[mode]), dtype=np.uint8)
+            Image.fromarray(pixels[..., 0] if mode == "L" else pixels).save(folder / f"{i:03d}.{ext}")
+        return folder
+    return make
+
+
+@pytest.fixture
+def tiny_image_folder(make_image_folder) -> pathlib.Path:
+    """24 random RGB 16x16 PNGs in tmp_path/data/tiny."""
+    return make_image_folder()
+
+
+@pytest.fixture
+def shared_data() -> pathlib.Path:
+    """../shared/data (Fashion-MNIST idx files, emoji PNGs); the test is skipped when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA.resolve()} is absent (see shared/data/README.md)")
+    return SHARED_DATA.resolve()
