@@ -24,14 +24,18 @@ class TrainState:
     rng: tf.random.Generator  # draws z, label smoothing and instance noise in the train step
     sample_z: tf.Variable  # [sample_num, z_dim] fixed z for training sample grids
     sample_labels: tf.Variable  # [sample_num, y_dim] fixed labels for the grids
+    epoch_step: tf.Variable  # int64 steps done in the current epoch (resume mid-epoch)
+    nan_skipped: tf.Variable  # int64 updates skipped for non-finite values (--nan_policy skip_batch)
 
     @classmethod
     def create(cls, seed: int, sample_z, sample_labels) -> TrainState:
-        return cls(step=tf.Variable(0, dtype=tf.int64, trainable=False, name="step"),
-                   epoch=tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),
-                   rng=tf.random.Generator.from_seed(seed),
+        def counter(name):
+            return tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+
+        return cls(step=counter("step"), epoch=counter("epoch"), rng=tf.random.Generator.from_seed(seed),
                    sample_z=tf.Variable(sample_z, trainable=False, name="sample_z"),
-                   sample_labels=tf.Variable(sample_labels, trainable=False, name="sample_labels"))
+                   sample_labels=tf.Variable(sample_labels, trainable=False, name="sample_labels"),
+                   epoch_step=counter("epoch_step"), nan_skipped=counter("nan_skipped"))
 
 
 def create_checkpoint(G, D, g_optimizer=None, d_optimizer=None, state: TrainState | None = None):
@@ -44,7 +48,7 @@ def create_checkpoint(G, D, g_optimizer=None, d_optimizer=None, state: TrainStat
             items[name] = opt
     if state is not None:
         items.update(step=state.step, epoch=state.epoch, rng=state.rng, sample_z=state.sample_z,
-                     sample_labels=state.sample_labels)
+                     sample_labels=state.sample_labels, epoch_step=state.epoch_step, nan_skipped=state.nan_skipped)
     return tf.train.Checkpoint(**items)
 
 

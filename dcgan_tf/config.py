@@ -17,6 +17,7 @@ from dcgan_tf.errors import FlagError
 LABELLED_DATASETS = ("mnist", "fashion_mnist")
 Z_DISTS = ("uniform_signed", "uniform_unsigned", "normal01")
 LOSSES = ("gan", "lsgan")
+NAN_POLICIES = ("stop", "skip_batch")
 EVAL_FEATURES = ("auto", "classifier", "inception")
 
 # Fields that fix the shape of the networks: a saved run and a new command must agree on them.
@@ -62,6 +63,7 @@ class TrainConfig:
     lr_decay_every: int = 0  # epochs; 0 = no decay
     lr_decay: float = 1.0
     seed: int = 0
+    nan_policy: str = "stop"  # stop | skip_batch: what a non-finite loss does
     # Speed
     mixed_precision: bool = False  # bfloat16 compute on CPU, float16 + loss scaling on GPU
     jit_compile: bool = False  # XLA; slower for transposed convolutions on CPU
@@ -128,6 +130,8 @@ class TrainConfig:
             raise FlagError("loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.crop and (self.input_height < self.output_height or self.input_width < self.output_width):
             pass  # Upscaling a small crop is allowed; only a crop larger than the images is an error.
+        if self.nan_policy not in NAN_POLICIES:
+            raise FlagError("nan_policy", f"must be one of {', '.join(NAN_POLICIES)}, got {self.nan_policy!r}")
         for name in ("eval_samples", "num_eval_samples"):
             if getattr(self, name) < 2:
                 raise FlagError(name, f"must be >= 2, got {getattr(self, name)!r}")

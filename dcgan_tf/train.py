@@ -19,6 +19,7 @@ from absl import logging
 from dcgan_tf import __version__
 from dcgan_tf.checkpoint import TrainState, create_checkpoint, create_manager, restore_latest, save_checkpoint
 from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags, write_json_atomic
+from dcgan_tf.errors import DcganError
 from dcgan_tf.images import save_image_grid
 from dcgan_tf.latent import class_labels, sample_z
 from dcgan_tf.losses import discriminator_loss, discriminator_probability, generator_loss
@@ -54,16 +55,47 @@ def create_optimizers(cfg: TrainConfig, loss_scaling: bool = False):
     return g_opt, d_opt
 
 
-def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConfig):
-    """Returns a tf.function (real_images [B,H,W,C], labels [B,Y]) -> dict of scalar (and histogram) tensors."""
+def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConfig,
+                    nan_skipped: tf.Variable | None = None):
+    """Returns a tf.function (real_images [B,H,W,C], labels [B,Y]) -> dict of scalar (and histogram) tensors.
+
+    The dict holds the losses, mean D outputs, `z`, `d`, `d_` for histograms, and `finite` (False when a loss
+    or, under --nan_policy stop, a weight is not finite). Under --nan_policy skip_batch an update whose loss or
+    gradients are not finite is not applied and `nan_skipped` (returned too) counts it.
+    """
+    if nan_skipped is None:
+        nan_skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="nan_skipped")
+    skip = cfg.nan_policy == "skip_batch"
 
     def scaled(opt, loss):
         """The loss to differentiate: scaled up under float16 (apply_gradients unscales). Call inside the tape."""
         return opt.scale_loss(loss) if isinstance(opt, keras.optimizers.LossScaleOptimizer) else loss
 
-    def apply(opt, loss, model, tape):
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
+    statistics = G.non_trainable_variables + D.non_trainable_variables  # BN moving means and variances
+
+    def snapshot():
+        """Values of the BN statistics before a forward pass, to undo it if the update is skipped."""
+        return [tf.identity(v) for v in statistics] if skip else []
+
+    def apply(opt, objective, loss, model, tape, before):
+        grads = tape.gradient(objective, model.trainable_variables)
+        if not skip:
+            opt.apply_gradients(zip(grads, model.trainable_variables))
+            return
+        ok = tf.math.is_finite(loss)
+        if not isinstance(opt, keras.optimizers.LossScaleOptimizer):  # that one skips bad gradients itself
+            ok = ok & tf.math.is_finite(tf.linalg.global_norm(grads))
+
+        def update():
+            opt.apply_gradients(zip(grads, model.trainable_variables))
+            return tf.constant(0, tf.int64)
+
+        def undo():
+            for var, value in zip(statistics, before):
+                var.assign(value)
+            return tf.constant(1, tf.int64)
+
+        nan_skipped.assign_add(tf.cond(ok, update, undo))
 
     @tf.function(jit_compile=cfg.jit_compile)
     def train_step(real_images, labels):
@@ -75,23 +107,30 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
         real_targets = None
         if cfg.label_smoothing > 0:  # one-sided: real targets ~ U(L, 1)
             real_targets = rng.uniform([batch, 1], cfg.label_smoothing, 1.0)
+        before = snapshot()
         with tf.GradientTape() as tape:
             fake_images = apply_generator(G, z, labels, True)
             real_logits = apply_discriminator(D, real_images, labels, True)
             fake_logits = apply_discriminator(D, fake_images, labels, True)
             d_loss, d_loss_real, d_loss_fake = discriminator_loss(real_logits, fake_logits, real_targets, cfg.loss)
             d_objective = scaled(d_opt, d_loss)
-        apply(d_opt, d_objective, D, tape)
+        apply(d_opt, d_objective, d_loss, D, tape, before)
         for _ in range(cfg.g_steps):  # same z each time, as carpedm20
+            before = snapshot()
             with tf.GradientTape() as tape:
                 g_logits = apply_discriminator(D, apply_generator(G, z, labels, True), labels, True)
                 g_loss = generator_loss(g_logits, cfg.loss)
                 g_objective = scaled(g_opt, g_loss)
-            apply(g_opt, g_objective, G, tape)
+            apply(g_opt, g_objective, g_loss, G, tape, before)
         d = discriminator_probability(real_logits, cfg.loss)
         d_ = discriminator_probability(fake_logits, cfg.loss)
+        finite = tf.math.is_finite(d_loss) & tf.math.is_finite(g_loss)
+        if not skip:  # a blown-up weight must stop the run even when this step's losses look fine
+            weights = G.trainable_variables + D.trainable_variables
+            finite = finite & tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in weights])
         return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake, "g_loss": g_loss,
-                "d_real": tf.reduce_mean(d), "d_fake": tf.reduce_mean(d_), "z": z, "d": d, "d_": d_}
+                "d_real": tf.reduce_mean(d), "d_fake": tf.reduce_mean(d_), "z": z, "d": d, "d_": d_,
+                "finite": finite, "nan_skipped": nan_skipped.read_value()}
 
     return train_step
 
@@ -133,9 +172,20 @@ def write_summaries(writer, step: int, metrics: dict, learning_rates: dict) -> d
             tf.summary.scalar(k, v)
         for k, v in learning_rates.items():
             tf.summary.scalar(k, v)
+        tf.summary.scalar("nan_skipped", metrics["nan_skipped"])
         for k in HISTOGRAMS:
             tf.summary.histogram(k, metrics[k])
     return scalars
+
+
+class NonFiniteError(DcganError):
+    """A loss or weight became NaN/inf under --nan_policy stop; the broken state is never saved."""
+
+    def __init__(self, step: int, metrics: dict, last_saved_step: int):
+        losses = ", ".join(f"{k}={float(metrics[k]):.4g}" for k in ("d_loss", "g_loss"))
+        super().__init__(f"non-finite loss or weight at step {step} ({losses}); stopped without saving, the last "
+                         f"good checkpoint (step {last_saved_step}) is kept; lower --learning_rate or use "
+                         "--nan_policy skip_batch")
 
 
 class _StopRequest:
@@ -177,23 +227,21 @@ def train(cfg: TrainConfig) -> TrainResult:
     z_rng = tf.random.Generator.from_seed(cfg.seed + 1)
     state = TrainState.create(cfg.seed, sample_z(z_rng, cfg.sample_num, cfg.z_dim, cfg.z_dist),
                               class_labels(cfg.sample_num, data.y_dim))
-    state_epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
     ckpt = create_checkpoint(G, D, g_opt, d_opt, state)
-    ckpt.epoch_step = state_epoch_step
     restored = restore_latest(ckpt, paths.checkpoint_dir)
     manager = create_manager(ckpt, paths.checkpoint_dir, cfg.max_to_keep)
     step, start_epoch = int(state.step.numpy()), int(state.epoch.numpy())
-    done_in_epoch = int(state_epoch_step.numpy())
+    done_in_epoch = int(state.epoch_step.numpy())
     if restored:
         logging.info("resuming %s at epoch %d, step %d", paths.run_dir, start_epoch, step)
 
     def checkpoint_now(epoch: int, in_epoch: int):
         state.step.assign(step)
         state.epoch.assign(epoch)
-        state_epoch_step.assign(in_epoch)
+        state.epoch_step.assign(in_epoch)
         save_checkpoint(manager, step)
 
-    train_step = make_train_step(G, D, g_opt, d_opt, state.rng, cfg)
+    train_step = make_train_step(G, D, g_opt, d_opt, state.rng, cfg, nan_skipped=state.nan_skipped)
     writer = tf.summary.create_file_writer(paths.run_dir)
     scalars: dict[str, float] = {}
     images_seen, t_start = 0, time.perf_counter()
@@ -209,6 +257,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                 epoch_t0, first = time.perf_counter(), in_epoch
                 for real_images, labels in data.dataset.take(data.steps_per_epoch - in_epoch):
                     metrics = train_step(real_images, labels)
+                    if cfg.nan_policy == "stop" and not bool(metrics["finite"]):
+                        raise NonFiniteError(step + 1, metrics, int(state.step.numpy()))
                     step, in_epoch, images_seen = step + 1, in_epoch + 1, images_seen + cfg.batch_size
                     if step % cfg.log_freq == 0 or in_epoch == data.steps_per_epoch:
                         scalars = write_summaries(writer, step, metrics, lrs)

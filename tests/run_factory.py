@@ -45,9 +45,8 @@ def make_run(root, *, conditional: bool = False, size: int = 16, c_dim: int = 3,
     state = TrainState.create(cfg.seed, sample_z(tf.random.Generator.from_seed(1), cfg.sample_num, cfg.z_dim),
                               class_labels(cfg.sample_num, y_dim))
     ckpt = create_checkpoint(G, D, g_opt, d_opt, state)
-    ckpt.epoch_step = tf.Variable(0, dtype=tf.int64)
     if train_steps:
-        step_fn = make_train_step(G, D, g_opt, d_opt, state.rng, cfg)
+        step_fn = make_train_step(G, D, g_opt, d_opt, state.rng, cfg, nan_skipped=state.nan_skipped)
         rs = np.random.RandomState(0)
         for _ in range(train_steps):
             x = rs.uniform(-1, 1, (cfg.batch_size, size, size, c_dim)).astype("float32")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from run_factory import make_run
 
 from dcgan_tf.checkpoint import TrainState, create_checkpoint, restore_latest
@@ -19,7 +18,6 @@ def fresh(cfg, c_dim, y_dim):
     state = TrainState.create(123, np.zeros((cfg.sample_num, cfg.z_dim), np.float32),
                               class_labels(cfg.sample_num, y_dim))
     ckpt = create_checkpoint(G, D, g_opt, d_opt, state)
-    ckpt.epoch_step = tf.Variable(0, dtype=tf.int64)
     return G, D, g_opt, d_opt, state, ckpt
 
 

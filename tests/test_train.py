@@ -118,3 +118,31 @@ def test_cli_trains_and_finds_its_own_run_again(tiny_image_folder, tmp_path):
     proc = run_main(*common, cwd=tmp_path)  # without --train: uses the trained model
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list((tmp_path / "samples" / "tiny_16x16").glob("*.png"))
+
+
+def test_nan_stops_the_run_naming_the_step_and_keeps_the_good_checkpoint(tiny_image_folder, tmp_path, monkeypatch):
+    import dcgan_tf.train as train_module
+    from dcgan_tf.train import NonFiniteError
+
+    cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=2, ckpt_freq=2)
+    real_step = train_module.make_train_step
+    state = {"n": 0}
+
+    def poisoning_step(G, D, *args, **kwargs):
+        step = real_step(G, D, *args, **kwargs)
+
+        def wrapped(images, labels):
+            state["n"] += 1
+            if state["n"] == 5:
+                D.trainable_variables[0].assign(tf.fill(D.trainable_variables[0].shape, float("nan")))
+            return step(images, labels)
+
+        return wrapped
+
+    monkeypatch.setattr(train_module, "make_train_step", poisoning_step)
+    with pytest.raises(NonFiniteError, match="step 5"):
+        train(cfg)
+    ckpt = tf.train.latest_checkpoint(str(tmp_path / "ck" / "tiny_16x16"))
+    assert ckpt.endswith("ckpt-4")
+    run = load_run(str(tmp_path / "ck" / "tiny_16x16"))
+    assert all(np.isfinite(v.numpy()).all() for v in run.discriminator.weights)

@@ -99,3 +99,30 @@ def test_mixed_precision_step_keeps_float32_variables_and_outputs(tmp_path, poli
     assert all(v.dtype == "float32" for v in G.weights + D.weights)
     assert G(np.zeros((2, cfg.z_dim), np.float32)).dtype == "float32"
     assert not np.allclose(before, G.trainable_variables[0].numpy())
+
+
+def test_skip_batch_policy_skips_a_nan_update_and_counts_it(tmp_path):
+    cfg = tiny_config(tmp_path, nan_policy="skip_batch")
+    G, D = models_from_config(cfg, 3, 0)
+    g_opt, d_opt = create_optimizers(cfg)
+    counter = tf.Variable(0, dtype=tf.int64)
+    step = make_train_step(G, D, g_opt, d_opt, tf.random.Generator.from_seed(0), cfg, nan_skipped=counter)
+    images, labels = batch(cfg)
+    step(images, labels)
+    d_before = [v.numpy().copy() for v in D.trainable_variables]
+    poisoned = tf.tensor_scatter_nd_update(images, [[0, 0, 0, 0]], [float("nan")])
+    out = step(poisoned, labels)
+    assert int(out["nan_skipped"]) == 1 and int(counter) == 1 and not bool(out["finite"])
+    for a, b in zip(d_before, D.trainable_variables):
+        np.testing.assert_array_equal(a, b.numpy())  # D's update was skipped
+    assert all(np.isfinite(v.numpy()).all() for v in G.weights + D.weights)
+    assert bool(step(images, labels)["finite"]) and int(counter) == 1
+
+
+def test_stop_policy_flags_a_non_finite_weight(tmp_path):
+    cfg = tiny_config(tmp_path)
+    G, D, _, _, step = build(cfg)
+    images, labels = batch(cfg)
+    assert bool(step(images, labels)["finite"])
+    G.project.bias.assign(np.full(G.project.bias.shape, np.inf, np.float32))
+    assert not bool(step(images, labels)["finite"])
