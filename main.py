@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from dcgan_tf.config import EVAL_FEATURES, LOSSES, Z_DISTS, TrainConfig
+from dcgan_tf.config import EVAL_FEATURES, LOSSES, NAN_POLICIES, Z_DISTS, TrainConfig
 from dcgan_tf.errors import DcganError
 
 FLAGS = flags.FLAGS
@@ -55,6 +55,8 @@ flags.DEFINE_float("instance_noise", 0.0, "Gaussian noise on real images, stddev
 flags.DEFINE_integer("lr_decay_every", 0, "Multiply learning rates by --lr_decay every N epochs; 0 = off.")
 flags.DEFINE_float("lr_decay", 1.0, "Step decay factor.")
 flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
+flags.DEFINE_enum("nan_policy", "stop", list(NAN_POLICIES),
+                  "Non-finite loss: stop (keep the last good checkpoint) or skip_batch (skip the update, count it).")
 # Speed
 flags.DEFINE_boolean("mixed_precision", False, "bfloat16 compute on CPU, float16 with loss scaling on GPU.")
 flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (slower on CPU for transposed convs).")
