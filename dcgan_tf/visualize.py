@@ -253,8 +253,9 @@ def visualize(sampler: Sampler, sample_dir: str, *, option: int, seed: int = 0, 
         return save_random_dimension_gifs(sampler, sample_dir, steps=steps, seed=seed, label=label)
     if option == 3:
         return save_dimension_gifs(sampler, sample_dir, steps=steps, label=label)
-    if option == 4:
-        return save_merged_sweep_gif(sampler, sample_dir, steps=steps, label=label)
+    if option == 4:  # every frame holds z_dim x classes images: one class (--label, else 0) keeps it small
+        one_class = label if label is not None or not sampler.y_dim else 0
+        return save_merged_sweep_gif(sampler, sample_dir, steps=steps, label=one_class)
     if option == 5:
         return save_interpolation(sampler, sample_dir, steps=steps, seed=seed, label=label, method=method)
     raise FlagError("option", f"must be one of {', '.join(map(str, OPTIONS))}, got {option}")

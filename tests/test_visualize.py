@@ -153,7 +153,7 @@ def test_option_4_one_merged_gif(plain, conditional, tmp_path):
     assert path.endswith("sweep_all_dims.gif")
     assert _frames(path) == (2 * STEPS - 2, (3 * SIZE, 3 * SIZE))  # 8 dimensions: 3 x 3 grid
     [path] = vis.visualize(conditional, str(tmp_path / "c"), option=4, steps=STEPS)
-    assert _frames(path) == (2 * STEPS - 2, (Z_DIM * SIZE, 10 * SIZE))  # a column per dimension, a row per class
+    assert _frames(path) == (2 * STEPS - 2, (3 * SIZE, 3 * SIZE))  # one class (0) unless --label: stays small
 
 
 @pytest.mark.parametrize("method", vis.INTERPOLATIONS)
@@ -194,8 +194,8 @@ def test_use_trained_model_writes_only_under_the_run_sample_folder(tmp_path, mon
     rows = 10 if conditional_run else 1
     assert all(_size(p) == (2 * SIZE, rows * SIZE) for p in written)
     written = use_trained_model(cfg, visualize=True, option=4, sweep_steps=3)
-    grid = (3 * SIZE, 10 * SIZE) if conditional_run else (2 * SIZE, 2 * SIZE)  # 3 dims: a column each, or 2 x 2
-    assert len(written) == 1 and _frames(written[0])[1] == grid
+    # 3 dims in a 2 x 2 grid; a conditional model shows one class, not ten rows
+    assert len(written) == 1 and _frames(written[0])[1] == (2 * SIZE, 2 * SIZE)
     assert sorted(os.listdir(tmp_path)) == ["run"]  # no ./samples
     with pytest.raises(FlagError, match="--option"):
         use_trained_model(cfg, visualize=True, option=7)
