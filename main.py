@@ -14,7 +14,10 @@ Every flag is documented in flags.md.
 """
 
 import math
+import os
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines; set it to 0 to see them
 
 from absl import app, flags
 

@@ -22,7 +22,7 @@ EVAL_FEATURES = ("auto", "classifier", "inception")
 
 # Fields that fix the shape of the networks: a saved run and a new command must agree on them.
 ARCHITECTURE_FIELDS = (
-    "output_height", "output_width", "z_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "conditional",
+    "output_height", "output_width", "z_dim", "z_dist", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "conditional",
 )
 
 
@@ -223,7 +223,7 @@ def check_against_saved(cfg: TrainConfig, saved: dict[str, Any], extra: dict[str
       extra: data-derived values of this command (e.g. c_dim) to compare as well.
     """
     mine = cfg.to_dict()
-    where = f"the saved run in {cfg.out_dir}/{cfg.out_name}"
+    where = f"the saved run {cfg.out_name!r}"
     for name in ARCHITECTURE_FIELDS:
         if name in saved and saved[name] != mine[name]:
             raise FlagError(name, f"is {mine[name]!r} but {where} was trained with {saved[name]!r}; use the "

@@ -6,6 +6,7 @@ completion do not need a data pipeline or minutes of training.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -40,6 +41,7 @@ def make_run(root, *, conditional: bool = False, size: int = 16, c_dim: int = 3,
     y_dim = 10 if conditional else 0
     paths = RunPaths.from_config(cfg)
     write_run_flags(cfg, paths, {"c_dim": c_dim, "y_dim": y_dim, "num_examples": 64})
+    keras.utils.set_random_seed(cfg.seed)  # as train() does: the same weights in every process
     G, D = models_from_config(cfg, c_dim, y_dim)
     g_opt, d_opt = create_optimizers(cfg)
     state = TrainState.create(cfg.seed, sample_z(tf.random.Generator.from_seed(1), cfg.sample_num, cfg.z_dim),
