@@ -164,6 +164,25 @@ def save_sample_grid(G, state: TrainState, paths: RunPaths, step: int, writer) -
     return path
 
 
+def create_training_evaluator(cfg: TrainConfig, c_dim: int, y_dim: int):
+    """With --eval_freq: a function (G, step, writer) -> metrics that measures FID etc. and logs them."""
+    if not cfg.eval_freq:
+        return None
+    from dcgan_tf.evaluate import create_evaluator
+
+    evaluator = create_evaluator(cfg, c_dim=c_dim, y_dim=y_dim)
+
+    def evaluate(G, step: int, writer) -> dict[str, float]:
+        results = evaluator(G, num_samples=cfg.eval_samples, seed=cfg.seed)
+        with writer.as_default(step=step):
+            for k, v in results.items():
+                tf.summary.scalar(k, v)
+        logging.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
+        return results
+
+    return evaluate
+
+
 def write_summaries(writer, step: int, metrics: dict, learning_rates: dict) -> dict[str, float]:
     """Scalars, learning rates and histograms at `step`. Returns the scalars as floats."""
     scalars = {k: float(metrics[k]) for k in SCALARS}
@@ -241,6 +260,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         state.epoch_step.assign(in_epoch)
         save_checkpoint(manager, step)
 
+    evaluate = create_training_evaluator(cfg, data.c_dim, data.y_dim)  # before step 0: fails early
     train_step = make_train_step(G, D, g_opt, d_opt, state.rng, cfg, nan_skipped=state.nan_skipped)
     writer = tf.summary.create_file_writer(paths.run_dir)
     scalars: dict[str, float] = {}
@@ -266,6 +286,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                         bar.update(in_epoch, {"img/s": rate, **scalars})
                     if step % cfg.sample_freq == 0:
                         save_sample_grid(G, state, paths, step, writer)
+                    if evaluate is not None and step % cfg.eval_freq == 0:
+                        scalars.update(evaluate(G, step, writer))
                     if step % cfg.ckpt_freq == 0 and in_epoch < data.steps_per_epoch:
                         checkpoint_now(epoch, in_epoch)
                     if stop.requested:
