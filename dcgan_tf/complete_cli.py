@@ -1,0 +1,445 @@
+"""Everything `complete.py` does besides parsing flags: finding images and masks, batches, files, summary.json.
+
+`run_completion(cfg)` loads the run from `--checkpoint_dir`, prepares each image exactly as training did
+(data.load_image with the run's size, crop and channels), draws or reads its mask, completes the images
+batch by batch with one compiled `Completer`, and writes per image, into `<out_dir>/<name>/`:
+  input.png, masked.png, mask.png (white = known), generated.png (G(z*)), completion.png,
+  losses.csv (contextual, perceptual, total per iteration), result.json (written last: the image is done),
+  and with --out_interval K: snapshots/{generated,completion}_<iter>.png every K iterations and progress.gif.
+`<name>` is the file's stem, with a hash of its path added when two inputs share a stem. `summary.json` holds
+the settings, each image's final losses and hole scores, and the images that could not be read; it is
+rewritten atomically after every batch. A re-run skips images whose result.json exists (unless --overwrite)
+and refuses an --out_dir made with different settings.
+
+Scores: PSNR over the hole's pixels, and SSIM as the per-pixel SSIM map (11x11 Gaussian window) averaged
+over the hole's pixels; for `full` and `lowres` the "hole" is the whole image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import math
+import os
+import zlib
+
+import numpy as np
+from absl import logging
+from PIL import Image
+
+from dcgan_tf.blend import BLENDS, PoissonBlender, paste
+from dcgan_tf.completion import APPROACHES, LOSS_NAMES, Completer, psnr, ssim
+from dcgan_tf.config import write_json_atomic
+from dcgan_tf.data import load_image
+from dcgan_tf.errors import DcganError, FlagError
+from dcgan_tf.images import make_grid, save_gif, save_image
+from dcgan_tf.masks import (
+    HALF_SIDES,
+    MASK_TYPES,
+    NO_HOLE_TYPES,
+    check_mask_size,
+    context_pool,
+    hole_mask,
+    make_mask,
+    mask_from_array,
+    masked_view,
+    read_mask_file,
+)
+from dcgan_tf.progress import ProgressBar
+from dcgan_tf.runs import load_run
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# Settings that do not change a completion: a re-run may differ in them and still skip finished images.
+# The run is compared by its checkpoint file instead of the spelling of --checkpoint_dir.
+OUTPUT_ONLY_FIELDS = ("checkpoint_dir", "imgs", "out_dir", "batch_size", "out_interval", "overwrite")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompleteConfig:
+    """Every setting of complete.py; field names are flag names."""
+
+    checkpoint_dir: str | None = None  # a run's checkpoint folder (holds FLAGS.json)
+    imgs: tuple[str, ...] = ()  # image paths, globs or folders (--imgs and positional arguments)
+    out_dir: str = "completions"
+    # Masks
+    mask_type: str = "center"
+    center_scale: float = 0.25
+    random_fraction: float = 0.8
+    half_side: str = "random"
+    mask: str = ""  # mask_type file: one PNG for every image
+    mask_dir: str = ""  # mask_type file: a PNG per image, named like the image
+    lowres_factor: int = 8
+    # Loss and optimisation
+    weighted_mask: bool = True
+    window: int = 7
+    lam: float = 0.1
+    approach: str = "momentum"
+    lr: float = 0.01
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    n_iter: int = 1000
+    num_restarts: int = 1
+    label: int | None = None  # conditional models: class of every image; None tries all classes
+    batch_size: int = 64
+    seed: int = 0
+    # Outputs
+    blend: str = "poisson"
+    out_interval: int = 0
+    overwrite: bool = False
+
+    def validate(self) -> CompleteConfig:
+        """Checks ranges, choices and combinations; raises FlagError naming the flag. Returns self."""
+        if not self.checkpoint_dir:
+            raise FlagError("checkpoint_dir", "is required: a trained run's checkpoint folder, e.g. "
+                                              "checkpoints/fashion_mnist_28x28")
+        for name in ("n_iter", "batch_size", "num_restarts"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise FlagError(name, f"must be a whole number >= 1, got {getattr(self, name)!r}")
+        _check_choice("mask_type", self.mask_type, MASK_TYPES)
+        _check_choice("half_side", self.half_side, HALF_SIDES)
+        _check_choice("approach", self.approach, APPROACHES)
+        _check_choice("blend", self.blend, BLENDS)
+        _check_range("center_scale", self.center_scale, 0 < self.center_scale < 0.5, "in (0, 0.5)")
+        _check_range("random_fraction", self.random_fraction, 0 <= self.random_fraction < 1, "in [0, 1)")
+        _check_range("lam", self.lam, self.lam >= 0, ">= 0")
+        _check_range("lr", self.lr, self.lr > 0, "> 0")
+        _check_range("eps", self.eps, self.eps > 0, "> 0")
+        for name in ("momentum", "beta1", "beta2"):
+            _check_range(name, getattr(self, name), 0 <= getattr(self, name) < 1, "in [0, 1)")
+        _check_range("window", self.window, self.window >= 1 and self.window % 2 == 1, "an odd number >= 1")
+        _check_range("lowres_factor", self.lowres_factor, self.lowres_factor >= 2, ">= 2")
+        _check_range("out_interval", self.out_interval, self.out_interval >= 0, ">= 0 (0 = no snapshots)")
+        self._validate_mask_files()
+        return self
+
+    def _validate_mask_files(self) -> None:
+        if self.mask and self.mask_dir:
+            raise FlagError("mask", "give --mask (one PNG for all images) or --mask_dir (one per image), not both")
+        if self.mask_type == "file" and not (self.mask or self.mask_dir):
+            raise FlagError("mask_type", "file needs --mask PATH or --mask_dir DIR (white = known)")
+        for flag in ("mask", "mask_dir"):
+            if getattr(self, flag) and self.mask_type != "file":
+                raise FlagError(flag, f"is only read with --mask_type file, not {self.mask_type}")
+        if self.mask and not os.path.isfile(self.mask):
+            raise FlagError("mask", f"{self.mask} is not a file")
+        if self.mask_dir and not os.path.isdir(self.mask_dir):
+            raise FlagError("mask_dir", f"{self.mask_dir} is not a folder")
+
+    def result_settings(self) -> dict:
+        """The settings that determine a completion (stored in summary.json and checked on re-runs)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in OUTPUT_ONLY_FIELDS}
+
+
+def _check_choice(flag: str, value, choices) -> None:
+    if value not in choices:
+        raise FlagError(flag, f"must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_range(flag: str, value, ok: bool, what: str) -> None:
+    if not ok:
+        raise FlagError(flag, f"must be {what}, got {value!r}")
+
+
+@dataclasses.dataclass
+class Item:
+    """One input image on its way through a batch."""
+
+    path: str
+    name: str  # output folder name
+    image: np.ndarray | None = None  # [H, W, C] in [-1, 1]
+    known: np.ndarray | None = None  # [H, W, 1], 1 = known
+
+    @property
+    def key(self) -> int:
+        """A stable number for this image's random draws (its mask and starting z)."""
+        return zlib.crc32(self.name.encode())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inputs: image paths, output names, masks.
+
+def resolve_image_paths(args) -> list[str]:
+    """Expands comma lists, globs and folders into image files, in order, without repeats.
+
+    Args:
+      args: strings from --imgs (comma lists allowed) and the positional arguments.
+
+    Returns:
+      the paths; a path that does not exist is kept (it is reported as unreadable).
+    """
+    paths, seen = [], set()
+    for arg in args:
+        for item in (p.strip() for p in arg.split(",")):
+            if not item:
+                continue
+            if os.path.isdir(item):
+                found = sorted(os.path.join(item, f) for f in os.listdir(item)
+                               if f.lower().endswith(IMAGE_EXTENSIONS))
+            else:
+                found = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+            for path in found:
+                if os.path.abspath(path) not in seen:
+                    seen.add(os.path.abspath(path))
+                    paths.append(path)
+    return paths
+
+
+def output_names(paths: list[str]) -> list[str]:
+    """Each file's stem; stems shared by several inputs get `-<hash of the path>` so no output is shared."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    counts = {s: stems.count(s) for s in stems}
+    return [s if counts[s] == 1 else f"{s}-{hashlib.sha1(os.path.abspath(p).encode()).hexdigest()[:8]}"
+            for s, p in zip(stems, paths)]
+
+
+def _image_loader(run):
+    """load_image with the run's settings: the same size, crop and channels as in training."""
+    cfg = run.config
+    return lambda path, c_dim=run.c_dim: load_image(
+        path, c_dim=c_dim, output_height=cfg.output_height, output_width=cfg.output_width, crop=cfg.crop,
+        input_height=cfg.input_height, input_width=cfg.input_width)
+
+
+def find_mask_file(mask_dir: str, item: Item) -> str:
+    """`<mask_dir>/<name>.png`, `<stem>.png` or the image's own file name; DcganError if none exists."""
+    base = os.path.basename(item.path)
+    candidates = [f"{item.name}.png", f"{os.path.splitext(base)[0]}.png", base]
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(mask_dir, candidate)):
+            return os.path.join(mask_dir, candidate)
+    raise DcganError(f"no mask for {item.path} in --mask_dir {mask_dir} (looked for {', '.join(candidates)})")
+
+
+def load_own_mask(path: str, item: Item, load, height: int, width: int) -> np.ndarray:
+    """A per-image mask at the model's size, or at its image's size (then cropped and resized like it)."""
+    mask = read_mask_file(path)
+    if mask.shape[:2] == (height, width):
+        return mask
+    with Image.open(item.path) as image:
+        image_size = image.size
+    if (mask.shape[1], mask.shape[0]) != image_size:
+        raise DcganError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image {item.path} is "
+                         f"{image_size[0]}x{image_size[1]} and the model works on {width}x{height}: use either size")
+    return mask_from_array(np.rint((load(path, c_dim=1)[..., 0] + 1.0) * 127.5))
+
+
+def mask_for(item: Item, cfg: CompleteConfig, shared_mask, load, height: int, width: int) -> np.ndarray:
+    """The known mask [H, W, 1] of one image: the shared file, its own file, or drawn from its seed."""
+    if shared_mask is not None:
+        return shared_mask
+    if cfg.mask_type == "file":
+        return load_own_mask(find_mask_file(cfg.mask_dir, item), item, load, height, width)
+    rng = np.random.default_rng([cfg.seed, item.key])
+    return make_mask(cfg.mask_type, height, width, rng=rng, center_scale=cfg.center_scale,
+                     random_fraction=cfg.random_fraction, half_side=cfg.half_side)
+
+
+def iter_batches(items: list[Item], cfg: CompleteConfig, run, skipped: list, shared_mask):
+    """Yields lists of up to batch_size loaded Items; unreadable images go to `skipped` and the log."""
+    load = _image_loader(run)
+    batch = []
+    for item in items:
+        try:
+            item.image = load(item.path)
+        except DcganError as e:
+            logging.warning("skipping %s", e)  # the message names the file
+            skipped.append({"path": item.path, "error": str(e)})
+            continue
+        item.known = mask_for(item, cfg, shared_mask, load, run.config.output_height, run.config.output_width)
+        batch.append(item)
+        if len(batch) == cfg.batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Outputs.
+
+def _finite(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_losses_csv(path: str, losses: dict) -> None:
+    """iteration,contextual,perceptual,total; row t is the loss at z before update t, the last row the final z."""
+    rows = ["iteration," + ",".join(LOSS_NAMES)]
+    rows += [f"{t}," + ",".join(f"{losses[k][t]:.6g}" for k in LOSS_NAMES) for t in range(len(losses["total"]))]
+    _write_text_atomic(path, "\n".join(rows) + "\n")
+
+
+def save_snapshots(folder: str, item: Item, steps, generated, completions) -> None:
+    """snapshots/generated_<iter>.png and completion_<iter>.png, and progress.gif: G(z) | completion over a
+    strip that fills up with the iterations done."""
+    frames = []
+    for step, gen, comp in zip(steps, generated, completions):
+        save_image(gen, os.path.join(folder, "snapshots", f"generated_{step:06d}.png"))
+        save_image(comp, os.path.join(folder, "snapshots", f"completion_{step:06d}.png"))
+        frame = make_grid(np.stack([gen, comp]), cols=2, pad=1)  # [H, 2W + 1, C] uint8
+        scale = max(1, 128 // item.image.shape[0])
+        frame = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
+        strip = np.zeros((4,) + frame.shape[1:], np.uint8)
+        strip[:, :round(frame.shape[1] * step / max(steps[-1], 1))] = 255
+        frames.append(np.concatenate([frame, strip]))
+    save_gif(frames, os.path.join(folder, "progress.gif"), duration_ms=150)
+
+
+def finish_item(item: Item, i: int, result, cfg: CompleteConfig, keep: np.ndarray, pool: int) -> dict:
+    """Blends, scores and writes one image's files; result.json goes last. Returns the image's record."""
+    folder = os.path.join(cfg.out_dir, item.name)
+    blend = PoissonBlender(keep) if cfg.blend == "poisson" else (lambda y, g: paste(y, g, keep))
+    completion = blend(item.image, result.generated[i])
+    save_image(item.image, os.path.join(folder, "input.png"))
+    save_image(masked_view(item.image, item.known, pool), os.path.join(folder, "masked.png"))
+    save_image(item.known * 2.0 - 1.0, os.path.join(folder, "mask.png"))
+    save_image(result.generated[i], os.path.join(folder, "generated.png"))
+    save_image(completion, os.path.join(folder, "completion.png"))
+    losses = {k: v[i] for k, v in result.losses.items()}
+    save_losses_csv(os.path.join(folder, "losses.csv"), losses)
+    if cfg.out_interval:
+        snaps = result.snapshots[:, i]
+        save_snapshots(folder, item, result.snapshot_steps, snaps, [blend(item.image, g) for g in snaps])
+    hole = hole_mask(cfg.mask_type, item.known)
+    record = {"source": os.path.abspath(item.path), **{k: float(v[-1]) for k, v in losses.items()},
+              "psnr_hole": _finite(psnr(item.image, completion, hole)),
+              "ssim_hole": _finite(ssim(item.image, completion, hole)),
+              "hole_fraction": float(hole.mean()), "label": None if result.labels[i] < 0 else int(result.labels[i]),
+              "restart": int(result.restarts[i])}
+    write_json_atomic(os.path.join(folder, "result.json"), record)
+    return record
+
+
+def finished_record(cfg: CompleteConfig, item: Item) -> dict | None:
+    """The result.json of an earlier run of this very file, or None when it must be (re)done."""
+    path = os.path.join(cfg.out_dir, item.name, "result.json")
+    if cfg.overwrite or not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    return record if record.get("source") == os.path.abspath(item.path) else None
+
+
+def open_summary(cfg: CompleteConfig, settings: dict) -> dict:
+    """The summary to extend: a fresh one, or the existing summary.json when its settings match."""
+    path = os.path.join(cfg.out_dir, "summary.json")
+    if os.path.isfile(path) and not cfg.overwrite:
+        with open(path) as f:
+            old = json.load(f)
+        for key, value in settings.items():
+            if old.get("settings", {}).get(key) != value:
+                raise FlagError(key if key in dataclasses.asdict(cfg) else "checkpoint_dir",
+                                f"is {value!r} but the completions in {cfg.out_dir} were made with "
+                                f"{old.get('settings', {}).get(key)!r}; use another --out_dir or --overwrite")
+    return {"settings": settings, "images": {}, "skipped": [],
+            "scores": "psnr_hole: PSNR (dB, [0, 1] pixels) over hole pixels; ssim_hole: SSIM map (11x11 Gaussian) "
+                      "averaged over hole pixels; full/lowres: the whole image"}
+
+
+def write_summary(cfg: CompleteConfig, summary: dict) -> None:
+    """summary.json with the mean scores of the completed images, written atomically."""
+    records = list(summary["images"].values())
+    for key in ("psnr_hole", "ssim_hole", "total"):
+        values = [r[key] for r in records if r.get(key) is not None]
+        summary[f"mean_{key}"] = float(np.mean(values)) if values else None
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    write_json_atomic(os.path.join(cfg.out_dir, "summary.json"), summary)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The orchestrator.
+
+def create_completer(cfg: CompleteConfig, run, batch_size: int) -> Completer:
+    """A Completer with the run's networks and settings and this command's hyperparameters."""
+    return Completer(run.generator, run.discriminator, batch_size=batch_size, z_dim=run.config.z_dim,
+                     y_dim=run.y_dim, z_dist=run.config.z_dist, loss=run.config.loss, lam=cfg.lam,
+                     approach=cfg.approach, lr=cfg.lr, momentum=cfg.momentum, beta1=cfg.beta1, beta2=cfg.beta2,
+                     eps=cfg.eps, weighted_mask=cfg.weighted_mask, window=cfg.window,
+                     pool=context_pool(cfg.mask_type, cfg.lowres_factor))
+
+
+def load_checked_run(cfg: CompleteConfig):
+    """load_run, then --label checked against the run's classes."""
+    run = load_run(cfg.checkpoint_dir)
+    if cfg.label is not None and not run.y_dim:
+        raise FlagError("label", f"the model in {cfg.checkpoint_dir} is not conditional; leave --label out")
+    if cfg.label is not None and not 0 <= cfg.label < run.y_dim:
+        raise FlagError("label", f"must be a class in [0, {run.y_dim}), got {cfg.label}")
+    return run
+
+
+def shared_mask_of(cfg: CompleteConfig, run):
+    """The --mask PNG as a [H, W, 1] mask at the model's size, or None."""
+    if not cfg.mask:
+        return None
+    return check_mask_size(read_mask_file(cfg.mask), cfg.mask, run.config.output_height, run.config.output_width)
+
+
+def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig, title: str):
+    """Optimises one batch with a progress bar. Returns the Completion."""
+    bar = {}
+
+    def on_progress(done, total, loss):
+        bar.setdefault("bar", ProgressBar(total, prefix=title)).update(done, {"loss": loss})
+
+    seeds = [int(np.random.SeedSequence([cfg.seed, item.key]).generate_state(1)[0]) for item in batch]
+    labels = None if cfg.label is None else np.full(len(batch), cfg.label)
+    return completer(np.stack([it.image for it in batch]), np.stack([it.known for it in batch]), labels,
+                     seeds=seeds, n_iter=cfg.n_iter, num_restarts=cfg.num_restarts,
+                     snapshot_every=cfg.out_interval, on_progress=on_progress)
+
+
+def split_finished(cfg: CompleteConfig, paths: list[str], summary: dict) -> list[Item]:
+    """Items still to do; finished ones (their result.json names this file) go straight into the summary."""
+    todo = []
+    for item in (Item(p, n) for p, n in zip(paths, output_names(paths))):
+        record = finished_record(cfg, item)
+        if record is None:
+            todo.append(item)
+        else:
+            summary["images"][item.name] = record
+    if cfg.mask_dir:
+        for item in todo:
+            find_mask_file(cfg.mask_dir, item)  # every mask present before any work
+    return todo
+
+
+def run_completion(cfg: CompleteConfig) -> dict:
+    """Completes every image of `cfg.imgs` into `cfg.out_dir` (see the module docstring).
+
+    Returns:
+      the summary written to summary.json.
+    """
+    cfg.validate()
+    run = load_checked_run(cfg)
+    paths = resolve_image_paths(cfg.imgs)
+    if not paths:
+        raise FlagError("imgs", f"no images matched {', '.join(cfg.imgs) or '(nothing given)'}")
+    summary = open_summary(cfg, {**cfg.result_settings(), "checkpoint": os.path.abspath(run.checkpoint_path)})
+    todo = split_finished(cfg, paths, summary)
+    shared_mask = shared_mask_of(cfg, run)
+    write_summary(cfg, summary)  # the settings go to summary.json before any image is done
+    logging.info("%d images, %d already done in %s", len(paths), len(paths) - len(todo), cfg.out_dir)
+    completer = create_completer(cfg, run, min(cfg.batch_size, max(1, len(todo))))  # no rows wasted on few images
+    pool = context_pool(cfg.mask_type, cfg.lowres_factor)
+    n_batches = math.ceil(len(todo) / cfg.batch_size)
+    for b, batch in enumerate(iter_batches(todo, cfg, run, summary["skipped"], shared_mask)):
+        result = complete_batch(completer, batch, cfg, f"batch {b + 1}/{n_batches} ")
+        for i, item in enumerate(batch):
+            keep = np.zeros_like(item.known) if cfg.mask_type in NO_HOLE_TYPES else item.known
+            summary["images"][item.name] = finish_item(item, i, result, cfg, keep, pool)
+        write_summary(cfg, summary)
+    write_summary(cfg, summary)
+    if not summary["images"]:
+        raise DcganError(f"none of the {len(paths)} images could be read (see {cfg.out_dir}/summary.json)")
+    return summary

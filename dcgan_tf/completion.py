@@ -1,0 +1,395 @@
+"""Semantic image inpainting with a trained DCGAN (Yeh et al. 2017; bamos/dcgan-completion.tensorflow).
+
+For images y with masks M (1 = known) find, per image, z* = argmin_z L_c(z) + lam * L_p(z) with z kept in
+the latent range, then put G(z*) into the hole (see blend.py):
+  contextual L_c = sum_i W_i |G(z)_i - y_i|, with W the importance weights of Yeh et al. (each known pixel
+      weighted by the fraction of missing pixels in its window) or plain W = M; for `lowres` the images are
+      compared after block averaging;
+  perceptual L_p = the generator's adversarial loss on D(G(z)) (losses.generator_loss with the run's loss).
+
+Like stylegan2's projector this is a library: `complete` takes arrays and keyword-only hyperparameters and
+returns the images and the whole loss history; complete_cli.py does the files. `Completer` compiles its update
+step once for a fixed batch size; a short batch is padded with rows that are marked invalid, get no gradient
+and are never returned. Every loss is per image (a sum over that image's pixels, never a batch mean), so an
+image's result does not depend on the other images in its batch. Batch norm runs in inference mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from dcgan_tf.blend import blend_images
+from dcgan_tf.latent import sample_z, z_range
+from dcgan_tf.losses import generator_loss
+from dcgan_tf.model import apply_discriminator, apply_generator
+
+APPROACHES = ("momentum", "adam")
+LOSS_NAMES = ("contextual", "perceptual", "total")
+PROGRESS_EVERY = 10  # iterations between progress callbacks (each one waits for the device)
+MAX_PSNR = 100.0  # dB reported for a perfect match
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Losses and updates: pure functions, per image.
+
+def context_weights(masks, window: int = 7, weighted: bool = True) -> np.ndarray:
+    """Per-pixel weights of the contextual loss.
+
+    Weighted (Yeh et al.): W_i = M_i * (number of missing pixels in the window x window neighbourhood of i) /
+    window^2; pixels outside the image count as known. An image with no missing pixel (full, lowres, an
+    all-white file mask) would get all-zero weights, so it falls back to W = M.
+
+    Args:
+      masks: [N, H, W, 1] float masks, 1 = known.
+      window: odd neighbourhood size.
+      weighted: False gives W = M.
+
+    Returns:
+      float32 [N, H, W, 1].
+    """
+    masks = np.asarray(masks, np.float32)
+    if not weighted:
+        return masks.copy()
+    kernel = tf.ones((window, window, 1, 1), tf.float32)
+    missing = tf.nn.conv2d(1.0 - masks, kernel, strides=1, padding="SAME").numpy() / window ** 2
+    weights = masks * missing
+    has_hole = (masks < 0.5).any(axis=(1, 2, 3))
+    return np.where(has_hole[:, None, None, None], weights, masks).astype(np.float32)
+
+
+def block_mean(images, factor: int):
+    """TF means over factor x factor blocks of [B, H, W, C]; a partial last block averages its own pixels."""
+    if factor == 1:
+        return images
+    pad = [[0, 0], [0, -images.shape[1] % factor], [0, -images.shape[2] % factor], [0, 0]]
+    sums = tf.nn.avg_pool2d(tf.pad(images, pad), factor, factor, "VALID")
+    counts = tf.nn.avg_pool2d(tf.pad(tf.ones_like(images[..., :1]), pad), factor, factor, "VALID")
+    return sums / counts
+
+
+def contextual_loss(generated, target, weights, pool: int = 1):
+    """Per-image sum_i W_i |G(z)_i - y_i| over pixels and channels ([B, H, W, C] images, [B, H, W, 1] W).
+
+    With pool > 1 the images and weights are block-averaged first (the `lowres` mask). Returns [B].
+    """
+    diff = tf.abs(block_mean(generated, pool) - block_mean(target, pool))
+    return tf.reduce_sum(block_mean(weights, pool) * diff, axis=[1, 2, 3])
+
+
+def perceptual_loss(fake_logits, loss: str = "gan"):
+    """losses.generator_loss of each image on its own: [B, 1] logits -> [B]."""
+    return tf.vectorized_map(lambda logit: generator_loss(logit[None], loss), fake_logits)
+
+
+def momentum_update(z, v, grad, lr: float, momentum: float):
+    """bamos's projected-momentum step before projection: v' = m v - lr g; z' = z - m v + (1 + m) v'.
+
+    Returns:
+      (z', v').
+    """
+    v_new = momentum * v - lr * grad
+    return z - momentum * v + (1.0 + momentum) * v_new, v_new
+
+
+def adam_update(z, m, v, t, grad, lr: float, beta1: float, beta2: float, eps: float):
+    """One Adam step (Kingma & Ba, eps added to sqrt(v_hat)) elementwise, so each image's z is its own.
+
+    Args:
+      z, m, v: [B, z_dim] latent and moment estimates.
+      t: the step number, counting from 1 (a float scalar).
+      grad: [B, z_dim] gradient of the per-image loss.
+
+    Returns:
+      (z', m', v').
+    """
+    m = beta1 * m + (1.0 - beta1) * grad
+    v = beta2 * v + (1.0 - beta2) * tf.square(grad)
+    m_hat = m / (1.0 - beta1 ** t)
+    v_hat = v / (1.0 - beta2 ** t)
+    return z - lr * m_hat / (tf.sqrt(v_hat) + eps), m, v
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The optimisation.
+
+@dataclasses.dataclass
+class Completion:
+    """The result for N images (the best start of each)."""
+
+    generated: np.ndarray  # [N, H, W, C] G(z*) after the last update
+    z: np.ndarray  # [N, z_dim]
+    losses: dict  # name in LOSS_NAMES -> [N, n_iter + 1]: row t is the loss at z before update t (+ final)
+    labels: np.ndarray  # [N] class used (-1: unconditional model)
+    restarts: np.ndarray  # [N] which restart won
+    snapshot_steps: list  # iterations of the snapshots, the last one n_iter
+    snapshots: np.ndarray  # [T, N, H, W, C] G(z) at those iterations (T = 0 without snapshots)
+    images: np.ndarray | None = None  # [N, H, W, C] blended completions (set by `complete`)
+
+    @property
+    def final_losses(self) -> dict:
+        """name -> [N] loss at the returned z."""
+        return {k: v[:, -1] for k, v in self.losses.items()}
+
+
+class Completer:
+    """Finds z per image for batches of up to `batch_size` images; the update step is compiled once."""
+
+    def __init__(self, G, D, *, batch_size: int = 64, z_dim: int, y_dim: int = 0,
+                 z_dist: str = "uniform_signed", loss: str = "gan", lam: float = 0.1, approach: str = "momentum",
+                 lr: float = 0.01, momentum: float = 0.9, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weighted_mask: bool = True, window: int = 7, pool: int = 1):
+        """Creates the state variables of one batch; the step is traced on first use.
+
+        Args:
+          G, D: the trained generator and discriminator.
+          batch_size: rows of the compiled step.
+          z_dim, y_dim, z_dist, loss: the run's settings (y_dim 0 = unconditional).
+          lam: weight of the perceptual loss.
+          approach: "momentum" (lr, momentum) or "adam" (lr, beta1, beta2, eps).
+          weighted_mask, window: importance-weighted contextual loss (see context_weights).
+          pool: block size of the contextual comparison (8 for lowres, else 1).
+        """
+        if approach not in APPROACHES:
+            raise ValueError(f"unknown approach {approach!r}")
+        self.G, self.D, self.batch_size, self.z_dim, self.y_dim = G, D, batch_size, z_dim, y_dim
+        self.z_dist, self.loss, self.lam, self.approach = z_dist, loss, lam, approach
+        self.lr, self.momentum, self.beta1, self.beta2, self.eps = lr, momentum, beta1, beta2, eps
+        self.weighted_mask, self.window, self.pool = weighted_mask, window, pool
+        self.z_low, self.z_high = z_range(z_dist)
+        shape = (batch_size, G.output_height, G.output_width, G.c_dim)
+        variable = lambda s, name: tf.Variable(tf.zeros(s), trainable=False, name=name)
+        self.z = tf.Variable(tf.zeros((batch_size, z_dim)), name="z")
+        self.slot1, self.slot2 = variable((batch_size, z_dim), "v_or_m"), variable((batch_size, z_dim), "v")
+        self.t = variable((), "t")
+        self.target, self.weights = variable(shape, "target"), variable(shape[:3] + (1,), "weights")
+        self.labels, self.valid = variable((batch_size, y_dim), "labels"), variable((batch_size,), "valid")
+        self._step = tf.function(self._step_fn)
+        self._evaluate = tf.function(self._losses)
+
+    def _losses(self):
+        generated = apply_generator(self.G, self.z, self.labels, False)
+        logits = apply_discriminator(self.D, generated, self.labels, False)
+        contextual = contextual_loss(generated, self.target, self.weights, self.pool)
+        perceptual = perceptual_loss(logits, self.loss)
+        return {"contextual": contextual, "perceptual": perceptual,
+                "total": contextual + self.lam * perceptual}, generated
+
+    def _step_fn(self):
+        """Losses and G(z) at the current z, then one projected update of z. The tape sums per-image losses
+        of valid rows, so each row's gradient is its own image's."""
+        with tf.GradientTape() as tape:
+            losses, generated = self._losses()
+            objective = tf.reduce_sum(losses["total"] * self.valid)
+        grad = tape.gradient(objective, self.z)
+        if self.approach == "momentum":
+            z, v = momentum_update(self.z, self.slot1, grad, self.lr, self.momentum)
+            self.slot1.assign(v)
+        else:
+            self.t.assign_add(1.0)
+            z, m, v = adam_update(self.z, self.slot1, self.slot2, self.t, grad, self.lr, self.beta1, self.beta2,
+                                  self.eps)
+            self.slot1.assign(m)
+            self.slot2.assign(v)
+        self.z.assign(tf.clip_by_value(z, self.z_low, self.z_high))  # projection onto the latent range
+        return losses, generated
+
+    def initial_z(self, seeds: Sequence[int], num_restarts: int) -> np.ndarray:
+        """[N, R, z_dim] starts: image i draws R vectors from its own generator seeded with seeds[i]."""
+        starts = [sample_z(tf.random.Generator.from_seed(int(s)), num_restarts, self.z_dim, self.z_dist).numpy()
+                  for s in seeds]
+        return np.clip(np.stack(starts), self.z_low, self.z_high).astype(np.float32)
+
+    def __call__(self, images, masks, labels=None, *, seeds: Sequence[int] | None = None, n_iter: int = 1000,
+                 num_restarts: int = 1, snapshot_every: int = 0,
+                 on_progress: Callable[[int, int, float], None] | None = None) -> Completion:
+        """Optimises z for any number of images, batch by batch.
+
+        Args:
+          images: [N, H, W, C] in [-1, 1] (the original pixels y; missing ones are never read).
+          masks: [N, H, W, 1], 1 = known.
+          labels: [N] class ids for a conditional model; None tries every class and keeps the best.
+          seeds: per-image seeds of the starting z (default 0..N-1).
+          n_iter: updates of z.
+          num_restarts: independent starts per image (and per class); the lowest final total loss wins.
+          snapshot_every: also keep G(z) every this many iterations (0 = only the final).
+          on_progress: called as (iterations done, iterations in all, mean total loss) every ~10 iterations.
+
+        Returns:
+          a Completion (without blended images).
+        """
+        n = len(images)
+        seeds = list(range(n)) if seeds is None else list(seeds)
+        weights = context_weights(masks, self.window, self.weighted_mask)
+        starts = self.initial_z(seeds, num_restarts)
+        classes = [None] if not self.y_dim else ([np.asarray(labels)] if labels is not None else
+                                                 [np.full(n, c) for c in range(self.y_dim)])
+        plan = [(c, r) for c in classes for r in range(num_restarts)]
+        chunks = range(0, n, self.batch_size)
+        total, done = len(chunks) * len(plan) * n_iter, 0
+        results = []
+        for lo in chunks:
+            hi = min(n, lo + self.batch_size)
+            self._load(np.asarray(images[lo:hi], np.float32), weights[lo:hi])
+            best = None
+            for label_ids, restart in plan:
+                ids = None if label_ids is None else label_ids[lo:hi]
+                report = on_progress and _offset_progress(on_progress, done, total)
+                run = self._optimise(starts[lo:hi, restart], ids, restart, n_iter, snapshot_every, report)
+                best = run if best is None else _keep_better(best, run)
+                done += n_iter
+            results.append(best)
+        return _concatenate(results)
+
+    def _pad(self, rows: np.ndarray) -> np.ndarray:
+        """[n, ...] -> [batch_size, ...] with zero rows appended."""
+        pad = np.zeros((self.batch_size - len(rows),) + rows.shape[1:], np.float32)
+        return np.concatenate([np.asarray(rows, np.float32), pad])
+
+    def _load(self, images: np.ndarray, weights: np.ndarray) -> None:
+        self.n = len(images)
+        self.target.assign(self._pad(images))
+        self.weights.assign(self._pad(weights))
+        self.valid.assign(self._pad(np.ones(self.n)))
+
+    def _optimise(self, z0, label_ids, restart, n_iter, snapshot_every, on_progress) -> Completion:
+        """n_iter updates from z0 [n, z_dim] for the loaded batch; returns the batch's Completion."""
+        n = self.n
+        self.z.assign(self._pad(z0))
+        self.slot1.assign(tf.zeros_like(self.slot1))
+        self.slot2.assign(tf.zeros_like(self.slot2))
+        self.t.assign(0.0)
+        if self.y_dim:
+            self.labels.assign(self._pad(np.eye(self.y_dim, dtype=np.float32)[label_ids]))
+        history, steps, snapshots = [], [], []
+        for it in range(n_iter):
+            losses, generated = self._step()
+            history.append(losses)
+            if snapshot_every and it % snapshot_every == 0:
+                steps.append(it)
+                snapshots.append(generated[:n])
+            if on_progress and ((it + 1) % PROGRESS_EVERY == 0 or it + 1 == n_iter):
+                on_progress(it + 1, float(tf.reduce_mean(losses["total"][:n])))
+        losses, generated = self._evaluate()  # the loss of the z that is returned
+        history.append(losses)
+        steps.append(n_iter)
+        snapshots.append(generated[:n])
+        return Completion(
+            generated=generated[:n].numpy(), z=self.z[:n].numpy(),
+            losses={k: tf.stack([h[k][:n] for h in history], axis=1).numpy() for k in LOSS_NAMES},
+            labels=np.full(n, -1) if label_ids is None else np.asarray(label_ids), restarts=np.full(n, restart),
+            snapshot_steps=steps, snapshots=np.stack([s.numpy() for s in snapshots]))  # [T, n, H, W, C]
+
+
+def _offset_progress(on_progress, done: int, total: int):
+    """A per-run progress callback (k, loss) reporting to on_progress(done + k, total, loss)."""
+    return lambda k, loss: on_progress(done + k, total, loss)
+
+
+def _keep_better(best: Completion, run: Completion) -> Completion:
+    """Per image, the completion with the lower final total loss (ties keep the earlier)."""
+    better = run.losses["total"][:, -1] < best.losses["total"][:, -1]  # [n]
+    pick = lambda a, b, axis=0: np.where(better.reshape((1,) * axis + (-1,) + (1,) * (a.ndim - axis - 1)), b, a)
+    return Completion(generated=pick(best.generated, run.generated), z=pick(best.z, run.z),
+                      losses={k: pick(best.losses[k], run.losses[k]) for k in LOSS_NAMES},
+                      labels=pick(best.labels, run.labels), restarts=pick(best.restarts, run.restarts),
+                      snapshot_steps=best.snapshot_steps, snapshots=pick(best.snapshots, run.snapshots, axis=1))
+
+
+def _concatenate(parts: list[Completion]) -> Completion:
+    cat = lambda name, axis=0: np.concatenate([getattr(p, name) for p in parts], axis=axis)
+    return Completion(generated=cat("generated"), z=cat("z"),
+                      losses={k: np.concatenate([p.losses[k] for p in parts]) for k in LOSS_NAMES},
+                      labels=cat("labels"), restarts=cat("restarts"), snapshot_steps=parts[0].snapshot_steps,
+                      snapshots=cat("snapshots", axis=1))
+
+
+def complete(G, D, images, masks, *, labels=None, z_dim: int, y_dim: int = 0, z_dist: str = "uniform_signed",
+             loss: str = "gan", lam: float = 0.1, approach: str = "momentum", n_iter: int = 1000, lr: float = 0.01,
+             momentum: float = 0.9, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+             weighted_mask: bool = True, window: int = 7, pool: int = 1, num_restarts: int = 1,
+             batch_size: int = 64, blend: str = "poisson", keep=None, seeds: Sequence[int] | None = None,
+             snapshot_every: int = 0, on_progress=None) -> Completion:
+    """Completes N images with a trained DCGAN: finds z per image, then blends G(z) into the hole.
+
+    Args:
+      G, D: the trained generator and discriminator.
+      images: [N, H, W, C] in [-1, 1].
+      masks: [N, H, W, 1], 1 = known (the contextual loss's mask).
+      labels: [N] class ids for a conditional model; None tries every class.
+      keep: [N, H, W, 1] pixels the output keeps from `images` (default: masks; zeros for full/lowres).
+      blend: "poisson" or "none" (paste).
+      Other arguments: see Completer and Completer.__call__.
+
+    Returns:
+      a Completion whose `images` are the blended completions.
+    """
+    completer = Completer(G, D, batch_size=batch_size, z_dim=z_dim, y_dim=y_dim, z_dist=z_dist, loss=loss, lam=lam,
+                          approach=approach, lr=lr, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
+                          weighted_mask=weighted_mask, window=window, pool=pool)
+    result = completer(images, masks, labels, seeds=seeds, n_iter=n_iter, num_restarts=num_restarts,
+                       snapshot_every=snapshot_every, on_progress=on_progress)
+    keep = masks if keep is None else keep
+    result.images = blend_images(np.asarray(images, np.float32), result.generated, np.asarray(keep), blend)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scoring a completion against the original pixels.
+
+def psnr(original, completed, region) -> float:
+    """PSNR in dB over the pixels where region > 0 (all channels), images in [-1, 1] read as [0, 1].
+
+    Capped at MAX_PSNR for a perfect match; NaN when the region is empty.
+    """
+    weight = np.broadcast_to(np.asarray(region, np.float64) > 0, np.shape(original))
+    if not weight.any():
+        return float("nan")
+    err = (np.asarray(completed, np.float64) - np.asarray(original, np.float64)) / 2.0
+    mse = float(np.sum(err ** 2 * weight) / np.sum(weight))
+    return MAX_PSNR if mse <= 10 ** (-MAX_PSNR / 10) else float(10 * np.log10(1.0 / mse))
+
+
+def _gaussian_filter(x: np.ndarray, size: int, sigma: float) -> np.ndarray:
+    """Separable Gaussian filtering of [H, W, C] with zero padding ('same' size)."""
+    g = np.exp(-((np.arange(size) - (size - 1) / 2) ** 2) / (2 * sigma ** 2))
+    g /= g.sum()
+    r = size // 2
+    for axis in (0, 1):
+        n = x.shape[axis]
+        pad = [(r, r) if a == axis else (0, 0) for a in range(x.ndim)]
+        xp = np.pad(x, pad)
+        x = sum(g[k] * np.take(xp, np.arange(k, k + n), axis=axis) for k in range(size))
+    return x
+
+
+def ssim_map(original, completed, *, filter_size: int = 11, sigma: float = 1.5, k1: float = 0.01,
+             k2: float = 0.03) -> np.ndarray:
+    """Per-pixel, per-channel SSIM (Wang et al. 2004) of two [H, W, C] images in [-1, 1] (read as [0, 1]).
+
+    Local statistics use an 11x11 Gaussian window (sigma 1.5) renormalised at the border, so the map has the
+    image's size; away from the border it equals the map that tf.image.ssim averages.
+
+    Returns:
+      float64 [H, W, C].
+    """
+    a = (np.asarray(original, np.float64) + 1.0) / 2.0
+    b = (np.asarray(completed, np.float64) + 1.0) / 2.0
+    norm = _gaussian_filter(np.ones_like(a), filter_size, sigma)
+    mean = lambda x: _gaussian_filter(x, filter_size, sigma) / norm
+    mu_a, mu_b = mean(a), mean(b)
+    var_a, var_b = mean(a * a) - mu_a ** 2, mean(b * b) - mu_b ** 2
+    cov = mean(a * b) - mu_a * mu_b
+    c1, c2 = k1 ** 2, k2 ** 2
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+
+
+def ssim(original, completed, region) -> float:
+    """The SSIM map averaged over the pixels where region > 0 (all channels); NaN for an empty region."""
+    weight = np.broadcast_to(np.asarray(region) > 0, np.shape(original))
+    if not weight.any():
+        return float("nan")
+    return float(ssim_map(original, completed)[weight].mean())

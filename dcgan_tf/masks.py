@@ -1,0 +1,156 @@
+"""Masks for image completion: which pixels of an image are known (1) and which are missing (0).
+
+A mask is float32 [H, W, 1], shared by all channels. Generated masks (`make_mask`) are drawn from a seeded
+numpy Generator, so a mask depends only on the seed it is given, never on the other images of a batch.
+
+Two mask types have no hole: `full` (plain projection onto the generator) and `lowres` (the contextual loss
+compares block-averaged images). For both the known mask is all ones and the *hole*, the region that the
+output takes from G(z) and that the scores are computed on, is the whole image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dcgan_tf.errors import DcganError
+
+MASK_TYPES = ("center", "random", "left", "half", "grid", "lowres", "full", "pattern", "file")
+HALF_SIDES = ("random", "top", "bottom", "left", "right")
+NO_HOLE_TYPES = ("full", "lowres")
+PATTERN_FRACTION = 0.25  # missing fraction of `pattern` masks (Yeh et al.'s random pattern, ~25%)
+GRID_STEP = 4  # `grid`: every 4th pixel in each direction is known
+
+
+def center_mask(height: int, width: int, scale: float = 0.25) -> np.ndarray:
+    """Missing [l:u] in each direction with l = int(S * scale), u = int(S * (1 - scale)) (bamos's centre)."""
+    mask = np.ones((height, width, 1), np.float32)
+    top, bottom = int(height * scale), int(height * (1 - scale))
+    left, right = int(width * scale), int(width * (1 - scale))
+    mask[top:bottom, left:right] = 0.0
+    return mask
+
+
+def random_mask(height: int, width: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Exactly round(fraction * H * W) pixel positions missing, all channels together."""
+    flat = np.ones(height * width, np.float32)
+    flat[rng.permutation(height * width)[:round(fraction * height * width)]] = 0.0
+    return flat.reshape(height, width, 1)  # [H, W, 1]
+
+
+def half_mask(height: int, width: int, side: str) -> np.ndarray:
+    """The top, bottom, left or right half missing (the larger half when the size is odd is known)."""
+    mask = np.ones((height, width, 1), np.float32)
+    h, w = height // 2, width // 2
+    region = {"top": np.s_[:h, :], "bottom": np.s_[height - h:, :], "left": np.s_[:, :w],
+              "right": np.s_[:, width - w:]}[side]
+    mask[region] = 0.0
+    return mask
+
+
+def grid_mask(height: int, width: int, step: int = GRID_STEP) -> np.ndarray:
+    """Only every `step`-th pixel in each direction known."""
+    mask = np.zeros((height, width, 1), np.float32)
+    mask[::step, ::step] = 1.0
+    return mask
+
+
+def pattern_mask(height: int, width: int, rng: np.random.Generator, fraction: float = PATTERN_FRACTION) -> np.ndarray:
+    """Irregular blobs: smooth random noise (a coarse grid upsampled bilinearly) thresholded at a quantile.
+
+    The missing fraction is `fraction` up to ties (about 25% by default).
+    """
+    coarse = rng.random((max(2, height // 4 + 1), max(2, width // 4 + 1))).astype(np.float32)
+    noise = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BILINEAR))  # [H, W]
+    missing = noise > np.quantile(noise, 1.0 - fraction)
+    return np.where(missing, 0.0, 1.0).astype(np.float32)[..., None]  # [H, W, 1]
+
+
+def make_mask(mask_type: str, height: int, width: int, *, rng: np.random.Generator, center_scale: float = 0.25,
+              random_fraction: float = 0.8, half_side: str = "random") -> np.ndarray:
+    """One generated mask (every type but `file`).
+
+    Args:
+      mask_type: one of MASK_TYPES except "file".
+      height: image height.
+      width: image width.
+      rng: the image's own seeded generator (random, pattern, and half with half_side "random").
+      center_scale: `center`: the hole's margin as a fraction of the size, in (0, 0.5).
+      random_fraction: `random`: fraction of pixel positions missing, in [0, 1).
+      half_side: `half`: top, bottom, left, right, or random (drawn per image).
+
+    Returns:
+      float32 [H, W, 1], 1 = known.
+    """
+    if mask_type == "center":
+        return center_mask(height, width, center_scale)
+    if mask_type == "random":
+        return random_mask(height, width, random_fraction, rng)
+    if mask_type == "left":
+        return half_mask(height, width, "left")
+    if mask_type == "half":
+        side = half_side if half_side != "random" else HALF_SIDES[1 + int(rng.integers(4))]
+        return half_mask(height, width, side)
+    if mask_type == "grid":
+        return grid_mask(height, width)
+    if mask_type == "pattern":
+        return pattern_mask(height, width, rng)
+    if mask_type in NO_HOLE_TYPES:
+        return np.ones((height, width, 1), np.float32)
+    raise ValueError(f"make_mask cannot generate mask type {mask_type!r}")
+
+
+def mask_from_array(gray: np.ndarray) -> np.ndarray:
+    """A grayscale uint8 [H, W] (white = known) -> float32 [H, W, 1] mask; values >= 128 count as known."""
+    return (np.asarray(gray) >= 128).astype(np.float32)[..., None]
+
+
+def read_mask_file(path: str) -> np.ndarray:
+    """A mask PNG (any mode; white = known) at its own size -> float32 [h, w, 1]; DcganError naming the file."""
+    try:
+        with Image.open(path) as image:
+            return mask_from_array(np.asarray(image.convert("L")))
+    except (OSError, UnidentifiedImageError) as e:
+        raise DcganError(f"cannot read mask {path}: {e}") from e
+
+
+def check_mask_size(mask: np.ndarray, path: str, height: int, width: int) -> np.ndarray:
+    """Returns `mask` when it is H x W; otherwise DcganError naming the file and the size it must have."""
+    if mask.shape[:2] != (height, width):
+        raise DcganError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but the model works on {width}x{height} "
+                         "images: draw the mask at that size (or at its image's own size, with --mask_dir)")
+    return mask
+
+
+def hole_mask(mask_type: str, known: np.ndarray) -> np.ndarray:
+    """The region the output takes from G(z) and that is scored: 1 - known, or everything for full/lowres."""
+    return np.ones_like(known) if mask_type in NO_HOLE_TYPES else 1.0 - known
+
+
+def context_pool(mask_type: str, lowres_factor: int = 8) -> int:
+    """Block size over which the contextual loss compares images: `lowres_factor` for lowres, else 1."""
+    return lowres_factor if mask_type == "lowres" else 1
+
+
+def block_mean(images: np.ndarray, factor: int) -> np.ndarray:
+    """Means over factor x factor blocks of [..., H, W, C]; a partial last block averages its own pixels."""
+    if factor == 1:
+        return images
+    h, w = images.shape[-3:-1]
+    rows, cols = np.arange(0, h, factor), np.arange(0, w, factor)
+    sums = np.add.reduceat(np.add.reduceat(images, rows, axis=-3), cols, axis=-2)
+    counts = np.diff(np.append(rows, h))[:, None, None] * np.diff(np.append(cols, w))[None, :, None]
+    return sums / counts
+
+
+def upsample_blocks(pooled: np.ndarray, factor: int, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour inverse of block_mean: [..., h, w, C] -> [..., H, W, C]."""
+    up = np.repeat(np.repeat(pooled, factor, axis=-3), factor, axis=-2)
+    return up[..., :height, :width, :]
+
+
+def masked_view(image: np.ndarray, known: np.ndarray, pool: int = 1, fill: float = 1.0) -> np.ndarray:
+    """What the completion sees, for display: missing pixels set to `fill` (white); block means for lowres."""
+    if pool > 1:
+        return upsample_blocks(block_mean(image, pool), pool, image.shape[0], image.shape[1]).astype(np.float32)
+    return np.where(known > 0, image, fill).astype(np.float32)

@@ -1,0 +1,204 @@
+"""Tests of complete.py and dcgan_tf.complete_cli: files per image, batches, re-runs, masks and bad input."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from run_factory import make_run
+
+from dcgan_tf.complete_cli import CompleteConfig, output_names, resolve_image_paths, run_completion
+from dcgan_tf.errors import DcganError, FlagError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SIZE = 8
+FILES = ("input.png", "masked.png", "mask.png", "generated.png", "completion.png", "losses.csv", "result.json")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    _, paths, _, _ = make_run(tmp_path_factory.mktemp("run"), size=SIZE)
+    return paths.checkpoint_dir
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Five images of different sizes and modes; two share the stem `b`."""
+    root = tmp_path_factory.mktemp("imgs")
+    (root / "sub").mkdir()
+    rs = np.random.RandomState(0)
+    Image.fromarray(rs.randint(0, 256, (10, 12, 3), np.uint8)).save(root / "a.png")
+    Image.fromarray(rs.randint(0, 256, (8, 8), np.uint8)).save(root / "b.png")  # grayscale
+    Image.fromarray(rs.randint(0, 256, (16, 16, 4), np.uint8)).save(root / "sub" / "b.png")  # RGBA
+    Image.fromarray(rs.randint(0, 256, (9, 9, 3), np.uint8)).convert("P").save(root / "c.png")  # palette
+    Image.fromarray(rs.randint(0, 256, (30, 20, 3), np.uint8)).save(root / "d.jpg")
+    return [str(root / n) for n in ("a.png", "b.png", "sub/b.png", "c.png", "d.jpg")]
+
+
+def config(run_dir, imgs, out_dir, **kwargs):
+    fields = dict(checkpoint_dir=run_dir, imgs=tuple(imgs), out_dir=str(out_dir), n_iter=3, batch_size=2)
+    fields.update(kwargs)
+    return CompleteConfig(**fields)
+
+
+def read_png(path):
+    return np.asarray(Image.open(path))
+
+
+def test_five_images_in_batches_of_two_get_complete_distinct_outputs(run_dir, images, tmp_path):
+    summary = run_completion(config(run_dir, images, tmp_path, approach="adam", lr=0.1))
+    names = output_names(images)
+    assert len(set(names)) == 5 and sorted(summary["images"]) == sorted(names)
+    for name, path in zip(names, images):
+        folder = tmp_path / name
+        assert all((folder / f).is_file() for f in FILES), name
+        assert json.loads((folder / "result.json").read_text())["source"] == os.path.abspath(path)
+        assert len((folder / "losses.csv").read_text().splitlines()) == 1 + 3 + 1  # header, 3 steps, final
+        known = read_png(folder / "mask.png") > 127
+        assert read_png(folder / "completion.png").shape[:2] == (SIZE, SIZE)
+        np.testing.assert_array_equal(read_png(folder / "completion.png")[known], read_png(folder / "input.png")[known])
+    record = summary["images"][names[0]]
+    assert {"contextual", "perceptual", "total", "psnr_hole", "ssim_hole"} <= set(record)
+    assert not list(tmp_path.rglob("*.tmp*"))  # every write was atomic
+    alone = run_completion(config(run_dir, images[:1], tmp_path / "alone", approach="adam", lr=0.1))
+    assert alone["images"]["a"]["total"] == pytest.approx(record["total"], rel=1e-5)  # batch-independent
+
+
+def test_rerun_skips_finished_images_and_overwrite_redoes_them(run_dir, images, tmp_path):
+    cfg = config(run_dir, images[:3], tmp_path)
+    run_completion(cfg)
+    stamp = lambda: {n: (tmp_path / n / "result.json").stat().st_mtime_ns for n in output_names(images[:3])}
+    before = stamp()
+    (tmp_path / "a" / "result.json").unlink()  # as if killed while writing image `a`
+    summary = run_completion(cfg)
+    after = stamp()
+    assert len(summary["images"]) == 3
+    assert [n for n in before if after[n] != before[n]] == ["a"]
+    run_completion(config(run_dir, images[:3], tmp_path, overwrite=True))
+    assert all(v != after[n] for n, v in stamp().items())
+    with pytest.raises(FlagError, match="--lam: is 0.5 but the completions"):
+        run_completion(config(run_dir, images[:3], tmp_path, lam=0.5))
+
+
+def test_out_interval_writes_snapshots_and_a_gif(run_dir, images, tmp_path):
+    run_completion(config(run_dir, images[:1], tmp_path, n_iter=4, out_interval=2))
+    snaps = sorted(p.name for p in (tmp_path / "a" / "snapshots").iterdir())
+    assert snaps == [f"{kind}_{i:06d}.png" for kind in ("completion", "generated") for i in (0, 2, 4)]
+    assert Image.open(tmp_path / "a" / "progress.gif").n_frames == 3
+
+
+def test_unreadable_images_are_skipped_and_listed(run_dir, images, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    summary = run_completion(config(run_dir, [str(broken), images[0]], tmp_path / "out"))
+    assert list(summary["images"]) == ["a"]
+    assert summary["skipped"][0]["path"] == str(broken) and "broken.png" in summary["skipped"][0]["error"]
+    on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert on_disk["skipped"] == summary["skipped"]
+    with pytest.raises(DcganError, match="none of the 1 images could be read"):
+        run_completion(config(run_dir, [str(broken)], tmp_path / "out2"))
+
+
+def test_mask_files(run_dir, images, tmp_path):
+    left = np.full((SIZE, SIZE), 255, np.uint8)
+    left[:, :3] = 0
+    Image.fromarray(left).save(tmp_path / "left.png")
+    run_completion(config(run_dir, images[:2], tmp_path / "one", mask_type="file", mask=str(tmp_path / "left.png")))
+    np.testing.assert_array_equal(read_png(tmp_path / "one" / "b" / "mask.png"), left)
+
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(DcganError, match="small.png is 5x5 but the model works on 8x8"):
+        run_completion(config(run_dir, images[:1], tmp_path / "bad", mask_type="file",
+                              mask=str(tmp_path / "small.png")))
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(left).save(masks / "a.png")  # model size
+    own = np.full((8, 8), 255, np.uint8)  # b.png is 8x8 itself; the image-size path is the 12x10 one below
+    own[4:] = 0
+    Image.fromarray(own).save(masks / "b.png")
+    summary = run_completion(config(run_dir, images[:2], tmp_path / "per", mask_type="file", mask_dir=str(masks)))
+    assert summary["images"]["b"]["hole_fraction"] == 0.5
+    image_size = np.full((10, 12), 255, np.uint8)  # a.png's own size: cropped/resized like the image
+    image_size[:, 6:] = 0
+    Image.fromarray(image_size).save(masks / "a.png")
+    run_completion(config(run_dir, images[:1], tmp_path / "own", mask_type="file", mask_dir=str(masks)))
+    assert (read_png(tmp_path / "own" / "a" / "mask.png")[:, :4] == 255).all()
+    with pytest.raises(DcganError, match="no mask for .*c.png"):
+        run_completion(config(run_dir, [images[3]], tmp_path / "none", mask_type="file", mask_dir=str(masks)))
+
+
+@pytest.mark.parametrize("mask_type", ["full", "lowres"])
+def test_no_hole_types_return_the_generated_image(run_dir, images, tmp_path, mask_type):
+    run_completion(config(run_dir, images[:1], tmp_path, mask_type=mask_type, lowres_factor=4))
+    np.testing.assert_array_equal(read_png(tmp_path / "a" / "completion.png"),
+                                  read_png(tmp_path / "a" / "generated.png"))
+
+
+def test_conditional_model_uses_the_label(tmp_path, images):
+    _, paths, _, _ = make_run(tmp_path / "crun", conditional=True, size=SIZE, c_dim=1)
+    summary = run_completion(config(paths.checkpoint_dir, images[:1], tmp_path / "out", label=3))
+    assert summary["images"]["a"]["label"] == 3
+    with pytest.raises(FlagError, match="--label: must be a class in"):
+        run_completion(config(paths.checkpoint_dir, images[:1], tmp_path / "out", label=10))
+
+
+def test_bad_input_gives_one_line_errors(run_dir, images, tmp_path):
+    with pytest.raises(DcganError, match="no trained checkpoint in"):
+        run_completion(config(str(tmp_path / "nothing"), images, tmp_path))
+    with pytest.raises(FlagError, match="--imgs: no images matched"):
+        run_completion(config(run_dir, [str(tmp_path / "*.png")], tmp_path))
+    with pytest.raises(FlagError, match="--label: the model .* is not conditional"):
+        run_completion(config(run_dir, images, tmp_path, label=1))
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("n_iter", 0), ("batch_size", 0), ("num_restarts", 0), ("random_fraction", 1.0), ("random_fraction", -0.1),
+    ("center_scale", 0.5), ("center_scale", 0.0), ("lam", -1.0), ("lr", 0.0), ("window", 4), ("window", 0),
+    ("momentum", 1.0), ("beta2", 1.0), ("eps", 0.0), ("mask_type", "square"), ("approach", "hmc"),
+    ("blend", "alpha"), ("half_side", "middle"), ("out_interval", -1), ("lowres_factor", 1),
+])
+def test_flags_are_validated_by_name(flag, value):
+    with pytest.raises(FlagError, match=f"^--{flag}: "):
+        CompleteConfig(checkpoint_dir="x", **{flag: value}).validate()
+
+
+def test_mask_flag_combinations(tmp_path):
+    with pytest.raises(FlagError, match="^--checkpoint_dir: is required"):
+        CompleteConfig().validate()
+    with pytest.raises(FlagError, match="^--mask_type: file needs"):
+        CompleteConfig(checkpoint_dir="x", mask_type="file").validate()
+    with pytest.raises(FlagError, match="^--mask: is only read with --mask_type file"):
+        CompleteConfig(checkpoint_dir="x", mask=str(tmp_path)).validate()
+    with pytest.raises(FlagError, match="^--mask_dir: .* is not a folder"):
+        CompleteConfig(checkpoint_dir="x", mask_type="file", mask_dir=str(tmp_path / "no")).validate()
+
+
+def test_paths_from_globs_commas_folders_and_positional(images, tmp_path):
+    root = os.path.dirname(images[0])
+    found = resolve_image_paths([f"{root}/*.png,{root}/d.jpg", images[0], os.path.join(root, "sub")])
+    assert found == [images[0], images[1], images[3], images[4], images[2]]  # no repeats, in order
+    assert output_names(found)[:2] == ["a", output_names(images)[1]] and output_names(found)[1].startswith("b-")
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, str(ROOT / "complete.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+def test_script_takes_positional_paths_and_the_imgs_flag(run_dir, images, tmp_path):
+    proc = run_script("--checkpoint_dir", run_dir, "--imgs", images[0], images[1], "--out_dir", str(tmp_path),
+                      "--n_iter", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "done: 2 images" in proc.stdout and (tmp_path / "b" / "completion.png").is_file()
+
+
+def test_script_prints_one_line_error_and_exits_2(tmp_path):
+    proc = run_script("--checkpoint_dir", str(tmp_path), "--imgs", "x.png", "--center_scale", "0.7")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: --center_scale: must be in (0, 0.5), got 0.7"
+    assert "Traceback" not in proc.stderr
