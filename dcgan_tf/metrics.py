@@ -10,7 +10,8 @@ sample sets give. Features come from a `FeatureExtractor`:
   `dcgan_tf.classifier`; a "domain FID" that needs no external weights.
 
 Real-data statistics are cached on disk under a hash of everything that determines them
-(`real_statistics_cached`), so they are computed once per dataset, extractor and options.
+(`real_statistics_cached`), so they are computed once per dataset, extractor and options; `arrays_cached` does the
+same for any named arrays, such as the subsample of real features that KID needs.
 
 Example:
     extractor = ClassifierFeatures(load_classifier("checkpoints/classifier_fashion_mnist"))
@@ -124,7 +125,10 @@ def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
 
 def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """k(x, y) = (x . y / d + 1)^3 for all pairs of rows, [Nx, Ny]."""
-    return (x @ y.T / x.shape[1] + 1.0) ** 3
+    k = x @ y.T
+    k /= x.shape[1]
+    k += 1.0
+    return k * k * k  # several times faster than ** 3, which goes through pow()
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
@@ -299,39 +303,68 @@ class ClassifierFeatures(FeatureExtractor):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Cached real-data statistics
+# Cached real-data statistics and features
+
+
+def cache_path(cache_dir: str, key: str | Mapping[str, Any], prefix: str = "stats") -> str:
+    """The .npz file that holds the cached arrays for key (a string or a JSON-able mapping of options)."""
+    key_json = _key_json(key)
+    return os.path.join(cache_dir, f"{prefix}-{hashlib.sha256(key_json.encode()).hexdigest()[:20]}.npz")
 
 
 def statistics_cache_path(cache_dir: str, key: str | Mapping[str, Any]) -> str:
     """The .npz file that holds the statistics for key (a string or a JSON-able mapping of options)."""
-    key_json = _key_json(key)
-    return os.path.join(cache_dir, f"stats-{hashlib.sha256(key_json.encode()).hexdigest()[:20]}.npz")
+    return cache_path(cache_dir, key, "stats")
 
 
 def _key_json(key: str | Mapping[str, Any]) -> str:
     return json.dumps(key if isinstance(key, str) else dict(key), sort_keys=True, default=str)
 
 
-def _read_cached(path: str, key_json: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached (mu, sigma), or None when the file is absent, unreadable or holds another key."""
+def _read_cached(path: str, key_json: str) -> dict[str, np.ndarray] | None:
+    """The cached arrays by name, or None when the file is absent, unreadable or holds another key."""
     if not os.path.exists(path):
         return None
     try:
         with np.load(path) as f:
             if str(f["key"]) != key_json:
                 return None
-            return f["mu"], f["sigma"]
+            return {name: f[name] for name in f.files if name != "key"}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None  # a damaged cache file is recomputed and overwritten
 
 
-def _write_cached(path: str, key_json: str, mu: np.ndarray, sigma: np.ndarray) -> None:
+def _write_cached(path: str, key_json: str, arrays: Mapping[str, np.ndarray]) -> None:
     """Writes to a temporary file and renames it into place, so readers never see half a file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "wb") as f:  # a file object, so np.savez does not append another ".npz"
-        np.savez(f, mu=mu, sigma=sigma, key=np.array(key_json))
+        np.savez(f, key=np.array(key_json), **arrays)
     os.replace(tmp, path)
+
+
+def arrays_cached(cache_dir: str, key: str | Mapping[str, Any],
+                  compute_fn: Callable[[], Mapping[str, np.ndarray]], *, prefix: str = "arrays"
+                  ) -> dict[str, np.ndarray]:
+    """Named arrays (e.g. real features and their statistics), computed once and then read from cache_dir.
+
+    Args:
+      cache_dir: folder of the cache files (created when needed).
+      key: everything that determines the arrays; the file name is a hash of it and the file stores it in full.
+      compute_fn: computes {name: array} when the cache has no entry for key ("key" is not a valid name).
+      prefix: start of the file name, so different kinds of cached data never share a file.
+
+    Returns:
+      {name: array} as compute_fn returned it (read back from the .npz file on a cache hit).
+    """
+    key_json = _key_json(key)
+    path = cache_path(cache_dir, key, prefix)
+    cached = _read_cached(path, key_json)
+    if cached is not None:
+        return cached
+    arrays = {name: np.asarray(a) for name, a in compute_fn().items()}
+    _write_cached(path, key_json, arrays)
+    return arrays
 
 
 def real_statistics_cached(cache_dir: str, key: str | Mapping[str, Any],
@@ -348,12 +381,11 @@ def real_statistics_cached(cache_dir: str, key: str | Mapping[str, Any],
     Returns:
       (mu [D], sigma [D, D]) as float64.
     """
-    key_json = _key_json(key)
-    path = statistics_cache_path(cache_dir, key)
-    cached = _read_cached(path, key_json)
-    if cached is not None:
-        return cached
-    mu, sigma = (np.asarray(a, dtype=np.float64) for a in compute_fn())
-    _check_statistics(mu, sigma, "computed statistics")
-    _write_cached(path, key_json, mu, sigma)
-    return mu, sigma
+
+    def compute() -> dict[str, np.ndarray]:
+        mu, sigma = (np.asarray(a, dtype=np.float64) for a in compute_fn())
+        _check_statistics(mu, sigma, "computed statistics")
+        return {"mu": mu, "sigma": sigma}
+
+    arrays = arrays_cached(cache_dir, key, compute, prefix="stats")
+    return arrays["mu"], arrays["sigma"]
