@@ -1,4 +1,4 @@
-"""Train a DCGAN, or use a trained one.
+r"""Train a DCGAN, or use a trained one.
 
 Train on a folder of images (`--data_dir/--dataset`, sub-folders too):
   python main.py --dataset faces --input_height 96 --output_height 48 --crop --train --epoch 300 \
@@ -91,6 +91,8 @@ flags.DEFINE_integer("option", 0, "Visualization: 0 grid, 1 sweep PNGs, 2 random
 flags.DEFINE_enum("interpolation", "slerp", ["linear", "slerp"], "Path between z pairs of --option 5.")
 flags.DEFINE_integer("sweep_steps", None, "Values per sweep or interpolation; default: --batch_size.")
 flags.DEFINE_boolean("export", False, "Export the generator as a TensorFlow SavedModel (without --train).")
+flags.DEFINE_boolean("evaluate", False, "Measure FID/KID (and classifier score/accuracy) of --num_eval_samples "
+                     "images of the trained model; writes <out_dir>/<out_name>/eval.json (without --train).")
 flags.DEFINE_string("export_dir", "", "Export folder; default: <checkpoint_dir>/<out_name>/export.")
 
 
@@ -109,6 +111,14 @@ def run(_argv):
         print(f"{'interrupted' if result.interrupted else 'done'}: epoch {result.epoch}, step {result.step}, "
               f"{result.images_per_second:.1f} img/s; run folder {result.paths.run_dir}")
         return 130 if result.interrupted else 0
+    if FLAGS.evaluate:
+        from dcgan_tf.evaluate import EVAL_FILE, evaluate_run, format_metrics
+
+        record = evaluate_run(cfg)
+        print(f"step {record['step']}: {format_metrics(record['metrics'])} ({record['num_samples']} samples vs "
+              f"{record['reference']}, {record['extractor']}); wrote "
+              f"{os.path.join(cfg.out_dir, cfg.out_name, EVAL_FILE)}")
+        return 0
     from dcgan_tf.errors import FlagError
     from dcgan_tf.generate import describe_written, use_trained_model
 

@@ -168,16 +168,16 @@ def create_training_evaluator(cfg: TrainConfig, c_dim: int, y_dim: int):
     """With --eval_freq: a function (G, step, writer) -> metrics that measures FID etc. and logs them."""
     if not cfg.eval_freq:
         return None
-    from dcgan_tf.evaluate import create_evaluator
+    from dcgan_tf.evaluate import TRAINING_KID_SUBSETS, create_evaluator, format_metrics
 
-    evaluator = create_evaluator(cfg, c_dim=c_dim, y_dim=y_dim)
+    evaluator = create_evaluator(cfg, c_dim=c_dim, y_dim=y_dim, kid_subsets=TRAINING_KID_SUBSETS)
 
     def evaluate(G, step: int, writer) -> dict[str, float]:
         results = evaluator(G, num_samples=cfg.eval_samples, seed=cfg.seed)
         with writer.as_default(step=step):
             for k, v in results.items():
                 tf.summary.scalar(k, v)
-        logging.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
+        logging.info("step %d: %s", step, format_metrics(results))
         return results
 
     return evaluate
