@@ -93,7 +93,11 @@ def test_mixed_precision_step_keeps_float32_variables_and_outputs(tmp_path, poli
     g_opt, d_opt = create_optimizers(cfg, loss_scaling=scaling)
     step = make_train_step(G, D, g_opt, d_opt, tf.random.Generator.from_seed(0), cfg)
     before = G.trainable_variables[0].numpy().copy()
-    out = step(*batch(cfg))
+    # float16 loss scaling skips updates whose scaled gradients overflow and lowers the scale: allow a few steps
+    for _ in range(20 if scaling else 1):
+        out = step(*batch(cfg))
+        if not np.allclose(before, G.trainable_variables[0].numpy()):
+            break
     assert np.isfinite(float(out["g_loss"])) and np.isfinite(float(out["d_loss"]))
     assert G.deconv1.compute_dtype == policy.split("_")[1]
     assert all(v.dtype == "float32" for v in G.weights + D.weights)
