@@ -14,11 +14,10 @@ A conditional model (Fashion-MNIST) tries every class and keeps the best unless 
 Outputs go to --out_dir (completions/): one folder per image and summary.json. Every flag is in flags.md.
 """
 
-import sys
 
 from absl import app, flags
 
-from dcgan_tf.errors import DcganError
+from dcgan_tf.cli import exit_with
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint_dir", None, "A trained run's checkpoint folder, e.g. checkpoints/celebA_64x64.")
@@ -73,11 +72,7 @@ def run(argv):
 
 
 def main(argv):
-    try:
-        sys.exit(run(argv))
-    except DcganError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    exit_with(run, argv)
 
 
 if __name__ == "__main__":

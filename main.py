@@ -15,14 +15,13 @@ Every flag is documented in flags.md.
 
 import math
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines; set it to 0 to see them
 
 from absl import app, flags
 
+from dcgan_tf.cli import exit_with
 from dcgan_tf.config import EVAL_FEATURES, LOSSES, NAN_POLICIES, Z_DISTS, TrainConfig
-from dcgan_tf.errors import DcganError
 
 FLAGS = flags.FLAGS
 # Data
@@ -134,11 +133,7 @@ def run(_argv):
 
 
 def main(argv):
-    try:
-        sys.exit(run(argv))
-    except DcganError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    exit_with(run, argv)
 
 
 if __name__ == "__main__":
