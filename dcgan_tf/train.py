@@ -147,10 +147,15 @@ def write_run_flags(cfg: TrainConfig, paths: RunPaths, data_facts: dict) -> None
     saved = read_saved_flags(paths)
     if saved is not None:
         check_against_saved(cfg, saved, {"c_dim": data_facts["c_dim"], "y_dim": data_facts["y_dim"]})
-    paths.make_dirs()
     record = {**cfg.to_dict(), **data_facts, "dcgan_tf_version": __version__}
-    write_json_atomic(paths.flags_json, record)
-    write_json_atomic(os.path.join(paths.checkpoint_dir, "FLAGS.json"), record)
+    try:
+        paths.make_dirs()
+        for folder in (paths.run_dir, paths.checkpoint_dir):
+            write_json_atomic(os.path.join(folder, "FLAGS.json"), record)
+    except OSError as e:
+        where = e.filename or paths.run_dir
+        raise DcganError(f"cannot write to {where} ({e.strerror or type(e).__name__}); choose writable --out_dir, "
+                         "--checkpoint_dir and --sample_dir or fix permissions") from None
 
 
 def save_sample_grid(G, state: TrainState, paths: RunPaths, step: int, writer) -> str:
@@ -158,7 +163,11 @@ def save_sample_grid(G, state: TrainState, paths: RunPaths, step: int, writer) -
     labels = state.sample_labels
     images = apply_generator(G, state.sample_z, labels, False).numpy()
     cols = labels.shape[-1] or None
-    path = save_image_grid(images, os.path.join(paths.sample_dir, f"train_{step:08d}.png"), cols=cols)
+    try:
+        path = save_image_grid(images, os.path.join(paths.sample_dir, f"train_{step:08d}.png"), cols=cols)
+    except OSError as e:
+        raise DcganError(f"could not write a sample grid to {paths.sample_dir} ({e.strerror or type(e).__name__}); "
+                         "the last checkpoint is intact; free space or fix permissions and re-run") from None
     with writer.as_default(step=step):
         tf.summary.image("G", (images[: min(len(images), 16)] + 1.0) / 2.0, max_outputs=16)
     return path
@@ -254,11 +263,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     if restored:
         logging.info("resuming %s at epoch %d, step %d", paths.run_dir, start_epoch, step)
 
+    saved_step = step  # the step of the newest complete checkpoint
+
     def checkpoint_now(epoch: int, in_epoch: int):
+        nonlocal saved_step
         state.step.assign(step)
         state.epoch.assign(epoch)
         state.epoch_step.assign(in_epoch)
         save_checkpoint(manager, step)
+        saved_step = step  # only now: a save interrupted by Ctrl-C is redone below
 
     evaluate = create_training_evaluator(cfg, data.c_dim, data.y_dim)  # before step 0: fails early
     train_step = make_train_step(G, D, g_opt, d_opt, state.rng, cfg, nan_skipped=state.nan_skipped)
@@ -292,12 +305,12 @@ def train(cfg: TrainConfig) -> TrainResult:
                         checkpoint_now(epoch, in_epoch)
                     if stop.requested:
                         raise KeyboardInterrupt
-                in_epoch = 0
                 checkpoint_now(epoch + 1, 0)
+                in_epoch = 0  # after the save: if it is interrupted, the epoch is still recorded as full
         except KeyboardInterrupt:
             interrupted = True
             logging.warning("interrupted at step %d: saving a checkpoint before exiting", step)
-            if step != int(state.step.numpy()):
+            if step != saved_step:
                 checkpoint_now(epoch, in_epoch)
     if step and not interrupted:
         save_sample_grid(G, state, paths, step, writer)
