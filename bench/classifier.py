@@ -18,6 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installing it
 
 from dcgan_tf import classifier, metrics  # noqa: E402
+from dcgan_tf.data import load_idx  # noqa: E402
 
 EPOCHS = 5
 BATCH_SIZE = 128
@@ -27,8 +28,8 @@ FLOOR_IMAGES = 10_000
 
 def train(data_dir: str):
     """Trains on the 60k train split; returns the model, the splits and the seconds it took."""
-    train_images, train_labels = classifier._load_idx_split("fashion_mnist", data_dir, "train")
-    test_images, test_labels = classifier._load_idx_split("fashion_mnist", data_dir, "test")
+    train_images, train_labels = load_idx("fashion_mnist", data_dir, "train")
+    test_images, test_labels = load_idx("fashion_mnist", data_dir, "test")
     log = lambda epoch, m: print(f"  epoch {epoch + 1}: loss {m['loss']:.4f}, train acc {m['accuracy']:.4f}, "
                                  f"{m['seconds']:.1f}s")
     start = time.time()

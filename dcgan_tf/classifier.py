@@ -14,7 +14,6 @@ settings, test accuracy and the weights' checksum).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -277,62 +276,16 @@ def load_classifier(path: str) -> Classifier:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# idx files
-
-
-_IDX_PREFIX = {"train": "train", "test": "t10k"}
-
-
-def _read_idx(path: str) -> np.ndarray:
-    """The array in an idx file (optionally .gz): big-endian header of dims, then uint8 data."""
-    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-        data = f.read()
-    magic = int.from_bytes(data[0:4], "big")
-    if magic >> 8 != 0x08:  # type code 0x08 = unsigned byte
-        raise DcganError(f"{path}: not a uint8 idx file (magic {magic:#x})")
-    ndim = magic & 0xFF
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def _find_idx_file(folders: list[str], stem: str) -> str | None:
-    for folder in folders:
-        for path in (os.path.join(folder, stem), os.path.join(folder, stem + ".gz")):
-            if os.path.isfile(path):
-                return path
-    return None
-
-
-def _load_idx_split(name: str, data_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images uint8 [N, 28, 28, 1] and labels int64 [N] of one split ("train" or "test") of an idx dataset.
-
-    Looks in data_dir/<name>, data_dir/<name with - for _> and /usr/share/datasets/<name with - for _>.
-    """
-    dashed = name.replace("_", "-")
-    folders = [os.path.join(data_dir, name), os.path.join(data_dir, dashed),
-               os.path.join("/usr/share/datasets", dashed)]
-    prefix = _IDX_PREFIX[split]
-    images_path = _find_idx_file(folders, f"{prefix}-images-idx3-ubyte")
-    labels_path = _find_idx_file(folders, f"{prefix}-labels-idx1-ubyte")
-    if images_path is None or labels_path is None:
-        raise FlagError("data_dir", f"no {prefix}-images-idx3-ubyte(.gz) and {prefix}-labels-idx1-ubyte(.gz) "
-                                    f"in any of {', '.join(folders)}")
-    images = _read_idx(images_path)[..., None]  # [N, 28, 28, 1]
-    labels = _read_idx(labels_path).astype(np.int64)
-    if images.shape[0] != labels.shape[0]:
-        raise DcganError(f"{images_path} has {images.shape[0]} images but {labels_path} {labels.shape[0]} labels")
-    return images, labels
-
-
-# --------------------------------------------------------------------------------------------------------------
 # CLI
 
 
 def train_and_save(dataset: str, data_dir: str, *, epochs: int, batch_size: int, seed: int, out: str,
                    log: Callable[[str], None] = print) -> dict[str, float]:
     """Trains on the train split, reports test accuracy, saves to out; returns the test scores."""
-    train_images, train_labels = _load_idx_split(dataset, data_dir, "train")
-    test_images, test_labels = _load_idx_split(dataset, data_dir, "test")
+    from dcgan_tf.data import load_idx  # here, so importing the classifier does not load the data pipeline
+
+    train_images, train_labels = load_idx(dataset, data_dir, "train")
+    test_images, test_labels = load_idx(dataset, data_dir, "test")
     log(f"{dataset}: {len(train_labels)} train / {len(test_labels)} test images")
 
     def log_epoch(epoch, m):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dcgan_tf import classifier as C
+from dcgan_tf.data import load_idx
 from dcgan_tf.errors import DcganError, FlagError
 
 SHARED_DATA = pathlib.Path(__file__).parents[1] / ".." / "shared" / "data"
@@ -145,22 +146,6 @@ def _write_tiny_dataset(folder, gz=True):
     return uint8, labels
 
 
-@pytest.mark.parametrize("folder_name, gz", [("fashion-mnist", True), ("fashion_mnist", False)])
-def test_load_idx_split_reads_self_made_files(tmp_path, folder_name, gz):
-    uint8, labels = _write_tiny_dataset(tmp_path / folder_name, gz)
-    images, got_labels = C._load_idx_split("fashion_mnist", str(tmp_path), "test")
-    assert images.shape == (60, 28, 28, 1) and images.dtype == np.uint8
-    assert got_labels.dtype == np.int64
-    np.testing.assert_array_equal(images[..., 0], uint8)
-    np.testing.assert_array_equal(got_labels, labels)
-
-
-def test_load_idx_split_missing_names_data_dir(tmp_path):
-    with pytest.raises(FlagError) as e:
-        C._load_idx_split("mnist", str(tmp_path), "train")
-    assert e.value.flag == "data_dir"
-
-
 def test_train_and_save_on_self_made_files(tmp_path):
     _write_tiny_dataset(tmp_path / "mnist")
     out = str(tmp_path / "clf")
@@ -185,8 +170,8 @@ def test_flag_validation_names_the_flag():
 @pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(),
                     reason=f"real Fashion-MNIST not found at {SHARED_DATA / 'fashion-mnist'}")
 def test_real_fashion_mnist_short_training():
-    train_images, train_labels = C._load_idx_split("fashion_mnist", str(SHARED_DATA), "train")
-    test_images, test_labels = C._load_idx_split("fashion_mnist", str(SHARED_DATA), "test")
+    train_images, train_labels = load_idx("fashion_mnist", str(SHARED_DATA), "train")
+    test_images, test_labels = load_idx("fashion_mnist", str(SHARED_DATA), "test")
     assert train_images.shape == (60000, 28, 28, 1) and test_images.shape == (10000, 28, 28, 1)
     assert set(np.unique(test_labels)) == set(range(10))
     model = C.train_classifier(train_images[:3000], train_labels[:3000], epochs=1, batch_size=64, seed=0)
