@@ -4,6 +4,7 @@ Everything runs on a tiny self-made "fashion_mnist" (idx files of bright squares
 tiny classifier trained on it, so no test needs ../shared/data or the network.
 """
 
+import dataclasses
 import gzip
 import json
 import math
@@ -245,3 +246,19 @@ def test_real_floor_needs_a_test_split(tmp_path):
     with pytest.raises(FlagError) as e:
         evaluate.real_floor(cfg)
     assert e.value.flag == "dataset"
+
+
+def test_eval_freq_logs_quality_to_tensorboard_during_training(tiny_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dcgan_tf.train import train
+
+    cfg = dataclasses.replace(_config(tmp_path, tiny_data), epoch=1, batch_size=50, eval_freq=3, eval_samples=40,
+                              log_freq=100, sample_freq=100, ckpt_freq=100, input_height=SIZE)
+    result = train(cfg)
+    assert result.step == 10  # (30 + 20) images x 10 classes / batch 50
+    for tag in ("fid", "kid", "classifier_score", "accuracy"):
+        assert np.isfinite(result.metrics[tag]), tag
+    events = EventAccumulator(result.paths.run_dir, size_guidance={"tensors": 0}).Reload()
+    steps = [e.step for e in events.Tensors("fid")]
+    assert steps == [3, 6, 9]
