@@ -277,6 +277,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     train_step = make_train_step(G, D, g_opt, d_opt, state.rng, cfg, nan_skipped=state.nan_skipped)
     writer = tf.summary.create_file_writer(paths.run_dir)
     scalars: dict[str, float] = {}
+    last_eval: dict[str, float] = {}  # the latest --eval_freq measurement
     images_seen, t_start = 0, time.perf_counter()
     interrupted = False
     epoch, in_epoch = start_epoch, done_in_epoch
@@ -300,7 +301,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     if step % cfg.sample_freq == 0:
                         save_sample_grid(G, state, paths, step, writer)
                     if evaluate is not None and step % cfg.eval_freq == 0:
-                        scalars.update(evaluate(G, step, writer))
+                        last_eval = evaluate(G, step, writer)
                     if step % cfg.ckpt_freq == 0 and in_epoch < data.steps_per_epoch:
                         checkpoint_now(epoch, in_epoch)
                     if stop.requested:
@@ -316,6 +317,6 @@ def train(cfg: TrainConfig) -> TrainResult:
         save_sample_grid(G, state, paths, step, writer)
     writer.flush()
     elapsed = time.perf_counter() - t_start
-    return TrainResult(step=step, epoch=int(state.epoch.numpy()), metrics=scalars,
+    return TrainResult(step=step, epoch=int(state.epoch.numpy()), metrics={**scalars, **last_eval},
                        images_per_second=images_seen / elapsed if images_seen else 0.0, paths=paths,
                        interrupted=interrupted)
