@@ -259,7 +259,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     restored = restore_latest(ckpt, paths.checkpoint_dir)
     manager = create_manager(ckpt, paths.checkpoint_dir, cfg.max_to_keep)
     step, start_epoch = int(state.step.numpy()), int(state.epoch.numpy())
-    done_in_epoch = int(state.epoch_step.numpy())
+    done_in_epoch = int(state.epoch_step.numpy())  # > steps_per_epoch after a larger --batch_size: epoch done
     if restored:
         logging.info("resuming %s at epoch %d, step %d", paths.run_dir, start_epoch, step)
 
@@ -289,10 +289,10 @@ def train(cfg: TrainConfig) -> TrainResult:
                 d_opt.learning_rate, g_opt.learning_rate = lrs["learning_rate_d"], lrs["learning_rate_g"]
                 bar = ProgressBar(data.steps_per_epoch, prefix=f"epoch {epoch + 1}/{cfg.epoch} ")
                 epoch_t0, first = time.perf_counter(), in_epoch
-                for real_images, labels in data.dataset.take(data.steps_per_epoch - in_epoch):
+                for real_images, labels in data.dataset.take(max(data.steps_per_epoch - in_epoch, 0)):
                     metrics = train_step(real_images, labels)
                     if cfg.nan_policy == "stop" and not bool(metrics["finite"]):
-                        raise NonFiniteError(step + 1, metrics, int(state.step.numpy()))
+                        raise NonFiniteError(step + 1, metrics, saved_step)
                     step, in_epoch, images_seen = step + 1, in_epoch + 1, images_seen + cfg.batch_size
                     if step % cfg.log_freq == 0 or in_epoch == data.steps_per_epoch:
                         scalars = write_summaries(writer, step, metrics, lrs)

@@ -146,3 +146,28 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_good_checkpoint(tiny_im
     assert ckpt.endswith("ckpt-4")
     run = load_run(str(tmp_path / "ck" / "tiny_16x16"))
     assert all(np.isfinite(v.numpy()).all() for v in run.discriminator.weights)
+
+
+def test_resume_with_a_larger_batch_finishes_the_epoch_instead_of_repeating_it(tiny_image_folder, tmp_path,
+                                                                                monkeypatch):
+    import dcgan_tf.train as train_module
+
+    cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=1, batch_size=2, ckpt_freq=10)
+    real_step, calls = train_module.make_train_step, {"n": 0}
+
+    def interrupting_step(*args, **kwargs):
+        step = real_step(*args, **kwargs)
+
+        def wrapped(images, labels):
+            calls["n"] += 1
+            if calls["n"] == 11:  # after the checkpoint at step 10 of 12
+                raise KeyboardInterrupt
+            return step(images, labels)
+
+        return wrapped
+
+    monkeypatch.setattr(train_module, "make_train_step", interrupting_step)
+    assert train(cfg).step == 10
+    monkeypatch.setattr(train_module, "make_train_step", real_step)
+    resumed = train(tiny_train_config(tiny_image_folder, tmp_path, epoch=1, batch_size=8))  # 3 steps per epoch
+    assert (resumed.step, resumed.epoch) == (10, 1)
