@@ -93,6 +93,18 @@ def run_gan(run, images, masks, labels, args, weighted: bool, blend: str):
     return out, speed
 
 
+def classifier_accuracy_fn(labels):
+    """accuracy(images) of the tool's Fashion-MNIST classifier against the true labels, or None without one."""
+    from dcgan_tf.classifier import load_classifier, predict_logits
+
+    path = ROOT / "checkpoints" / "classifier_fashion_mnist"
+    if not (path / "classifier.json").exists():
+        print(f"no classifier in {path}: accuracy skipped (python -m dcgan_tf.classifier --data_dir ...)")
+        return lambda images: float("nan")
+    model = load_classifier(str(path))
+    return lambda images: float(np.mean(np.argmax(predict_logits(model, images), -1) == labels))
+
+
 def run_telea(images, masks):
     """OpenCV's Telea inpainting (radius 3) of uint8 images, or None without OpenCV."""
     try:
@@ -113,25 +125,31 @@ def main():
     if not (pathlib.Path(args.data_dir) / "fashion-mnist").is_dir():
         sys.exit(f"skipped: no Fashion-MNIST in {args.data_dir}")
     run = load_run(args.run or train_run(args))
-    images, labels = load_test_split(args.data_dir, args.images)
-    labels = labels if run.y_dim else None
+    images, true_labels = load_test_split(args.data_dir, args.images)
+    labels = true_labels if run.y_dim else None
+    accuracy = classifier_accuracy_fn(true_labels)
+    print(f"classifier accuracy on the original images: {accuracy(images):.3f}")
     print(f"run {run.checkpoint_path} (step {run.step}); {len(images)} test images, {args.n_iter} iterations, "
           f"momentum lr 0.01, lam 0.1, batch {args.batch_size}")
     rows = []
     for mask_type, kwargs in MASKS:
         rng = np.random.default_rng(SEED)
         masks = np.stack([make_mask(mask_type, 28, 28, rng=rng, **kwargs) for _ in images])
+        masked = images * masks  # the hole at 0 (mid grey): what a classifier sees without completion
+        rows.append((mask_type, "masked input (no completion)", *scores(images, masked, masks), accuracy(masked), "-"))
         for name, weighted, blend in (("ours (weighted + poisson)", True, "poisson"),
                                       ("plain (unweighted + paste)", False, "none")):
             out, speed = run_gan(run, images, masks, labels, args, weighted, blend)
-            rows.append((mask_type, name, *scores(images, out, masks), f"{speed:.0f}"))
+            rows.append((mask_type, name, *scores(images, out, masks), accuracy(out), f"{speed:.0f}"))
             print(rows[-1], flush=True)
         telea = run_telea(images, masks)
-        rows.append((mask_type, "opencv telea", *scores(images, telea, masks), "-") if telea is not None else
-                    (mask_type, "opencv telea", float("nan"), float("nan"), "skipped: no cv2"))
-    print("\n| mask | method | hole PSNR (dB) | hole SSIM | image-iterations/s |\n| --- | --- | --- | --- | --- |")
-    for mask_type, name, p, s, speed in rows:
-        print(f"| {mask_type} | {name} | {p:.2f} | {s:.3f} | {speed} |")
+        rows.append((mask_type, "opencv telea", *scores(images, telea, masks), accuracy(telea), "-")
+                    if telea is not None else
+                    (mask_type, "opencv telea", float("nan"), float("nan"), float("nan"), "skipped: no cv2"))
+    print("\n| mask | method | hole PSNR (dB) | hole SSIM | classifier accuracy | image-iterations/s |\n"
+          "| --- | --- | --- | --- | --- | --- |")
+    for mask_type, name, p, s, acc, speed in rows:
+        print(f"| {mask_type} | {name} | {p:.2f} | {s:.3f} | {acc:.3f} | {speed} |")
 
 
 if __name__ == "__main__":
