@@ -12,6 +12,7 @@ import argparse
 import os
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from dcgan_tf.config import TrainConfig
@@ -71,6 +72,22 @@ def time_steps(cfg: TrainConfig, batches, steps: int, policy: str | None) -> flo
     return steps * cfg.batch_size / (time.perf_counter() - t0)
 
 
+def time_completion(cfg: TrainConfig, iterations: int) -> float:
+    """Image-iterations/s of the completion step (z update through G and D) on a batch of centre-masked images."""
+    from dcgan_tf.completion import Completer
+    from dcgan_tf.masks import make_mask
+
+    G, D = models_from_config(cfg, 3, 0)
+    images = tf.random.uniform((cfg.batch_size, cfg.output_height, cfg.output_width, 3), -1, 1).numpy()
+    mask = make_mask("center", cfg.output_height, cfg.output_width, rng=np.random.default_rng(0))
+    masks = np.broadcast_to(mask, images.shape[:3] + mask.shape[-1:]).copy()
+    completer = Completer(G, D, batch_size=cfg.batch_size, z_dim=cfg.z_dim)
+    completer(images, masks, None, n_iter=2)  # compile outside the timing
+    t0 = time.perf_counter()
+    completer(images, masks, None, n_iter=iterations)
+    return cfg.batch_size * iterations / (time.perf_counter() - t0)
+
+
 def synthetic_batches(cfg: TrainConfig):
     x = tf.random.uniform((cfg.batch_size, cfg.output_height, cfg.output_width, 3), -1, 1)
     y = tf.zeros((cfg.batch_size, 0))
@@ -103,6 +120,9 @@ def main():
     if not args.skip_folder and os.path.isdir(os.path.join(args.data_dir, cfg.dataset)):
         rows.append(("emoji folder", "float32", time_steps(cfg, folder_batches(cfg), args.steps, None)))
         rows.append(("emoji folder", policy, time_steps(cfg, folder_batches(cfg), args.steps, policy)))
+    completion_rate = time_completion(cfg, max(args.steps, 5))
+    g, d = dcgan_forward_flops(cfg.output_height, 3, cfg.z_dim, cfg.gf_dim, cfg.df_dim)
+    completion_flops = 2 * (g + d)  # forward, then gradients with respect to the inputs only (to z)
     print(f"train step FLOPs per image: {per_image / 1e9:.3f} GFLOP; per batch of {cfg.batch_size}: "
           f"{per_image * cfg.batch_size / 1e9:.1f} GFLOP")
     print(f"matmul rate (2048^2, same run): float32 {f32_rate / 1e9:.1f} GFLOP/s, "
@@ -112,6 +132,9 @@ def main():
         flops = rate * per_image
         print(f"{source:<14}{precision:<16}{rate:8.1f}{flops / 1e9:10.1f}{100 * flops / f32_rate:13.0f}%"
               f"{100 * flops / bf16_rate:14.0f}%")
+    flops = completion_rate * completion_flops
+    print(f"{'completion':<14}{'float32':<16}{completion_rate:8.1f}{flops / 1e9:10.1f}{100 * flops / f32_rate:13.0f}%"
+          f"{100 * flops / bf16_rate:14.0f}%   (image-iterations/s; {completion_flops / 1e9:.2f} GFLOP each)")
     by = {(s, p): r for s, p, r in rows}
     print(f"mixed / float32 (synthetic): {by[('synthetic', policy)] / by[('synthetic', 'float32')]:.2f}x")
     if ("emoji folder", "float32") in by:
