@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO line
 from absl import app, flags
 
 from dcgan_tf.cli import exit_with
-from dcgan_tf.config import EVAL_FEATURES, LOSSES, NAN_POLICIES, Z_DISTS, TrainConfig
+from dcgan_tf.config import EVAL_FEATURES, IDX_SPLITS, LOSSES, NAN_POLICIES, Z_DISTS, TrainConfig
 
 FLAGS = flags.FLAGS
 # Data
@@ -35,6 +35,8 @@ flags.DEFINE_integer("output_width", None, "Width of generated images; default: 
 flags.DEFINE_boolean("crop", False, "Centre-crop input_height x input_width before resizing.")
 flags.DEFINE_boolean("flip", False, "Random horizontal flips of training images.")
 flags.DEFINE_float("train_size", math.inf, "Images per epoch at most.")
+flags.DEFINE_enum("idx_split", "all", list(IDX_SPLITS),
+                  "mnist / fashion_mnist: all (train + test, as carpedm20) or train (keeps the test split held out).")
 # Model
 flags.DEFINE_integer("z_dim", 100, "Dimension of the latent z.")
 flags.DEFINE_enum("z_dist", "uniform_signed", list(Z_DISTS), "Distribution of z.")

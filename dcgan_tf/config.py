@@ -18,6 +18,7 @@ LABELLED_DATASETS = ("mnist", "fashion_mnist")
 Z_DISTS = ("uniform_signed", "uniform_unsigned", "normal01")
 LOSSES = ("gan", "lsgan")
 NAN_POLICIES = ("stop", "skip_batch")
+IDX_SPLITS = ("all", "train")
 EVAL_FEATURES = ("auto", "classifier", "inception")
 
 # Fields that fix the shape of the networks: a saved run and a new command must agree on them.
@@ -41,6 +42,7 @@ class TrainConfig:
     crop: bool = False
     flip: bool = False
     train_size: float = math.inf  # images per epoch at most
+    idx_split: str = "all"  # mnist / fashion_mnist: "all" (train + test, as carpedm20) or "train" (test held out)
     # Model
     z_dim: int = 100
     z_dist: str = "uniform_signed"
@@ -130,6 +132,8 @@ class TrainConfig:
             raise FlagError("loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.crop and (self.input_height < self.output_height or self.input_width < self.output_width):
             pass  # Upscaling a small crop is allowed; only a crop larger than the images is an error.
+        if self.idx_split not in IDX_SPLITS:
+            raise FlagError("idx_split", f"must be one of {', '.join(IDX_SPLITS)}, got {self.idx_split!r}")
         if self.nan_policy not in NAN_POLICIES:
             raise FlagError("nan_policy", f"must be one of {', '.join(NAN_POLICIES)}, got {self.nan_policy!r}")
         for name in ("eval_samples", "num_eval_samples"):

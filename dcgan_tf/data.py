@@ -274,8 +274,9 @@ def _stream_folder_data(cfg: TrainConfig, folder: str, paths: list[str], prepare
 
 
 def _load_idx_data(cfg: TrainConfig, seed: int) -> DataInfo:
-    """MNIST / Fashion-MNIST idx files (train + test), resized only when the output size is not 28x28."""
-    images, labels = load_idx(cfg.dataset, cfg.data_dir, "all")
+    """MNIST / Fashion-MNIST idx files (train + test, or train only with --idx_split train), resized only when
+    the output size is not 28x28."""
+    images, labels = load_idx(cfg.dataset, cfg.data_dir, cfg.idx_split)
     needed = _cap(len(images), cfg.train_size)
     keep = np.random.default_rng(seed).permutation(len(images))[:needed]  # seeded subset
     images, labels, skipped = images[keep], labels[keep], []

@@ -337,6 +337,15 @@ def test_idx_round_trip_splits_and_one_hot(idx_folder, tmp_path):
     np.testing.assert_allclose((x[:, 0, 0, 0] + 1) * 127.5, 20 * y.argmax(axis=1), atol=1e-3)  # aligned
 
 
+def test_idx_split_train_keeps_the_test_split_out(idx_folder, tmp_path):
+    cfg = TrainConfig(dataset="mnist", data_dir=str(tmp_path / "data"), output_height=28, batch_size=2,
+                      idx_split="train")
+    info = data.load_train_data(cfg)
+    assert info.num_examples == 6
+    _, y = one_epoch(info)
+    assert set(y.argmax(axis=1)) <= {0, 1, 2, 3, 4, 5}  # the test images have labels 9, 8, 7, 6
+
+
 def test_idx_resized_and_unconditional(idx_folder):
     info = data.load_train_data(TrainConfig(dataset="mnist", data_dir=str(idx_folder.parent), output_height=8,
                                             batch_size=5, conditional=False))
