@@ -238,6 +238,24 @@ class _StopRequest:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths):
+    """Networks, optimisers and TrainState, restored from the run's latest checkpoint when there is one.
+
+    Returns:
+      (G, D, g_optimizer, d_optimizer, state, checkpoint).
+    """
+    policy = mixed_precision_policy() if cfg.mixed_precision else None
+    G, D = models_from_config(cfg, c_dim, y_dim, dtype_policy=policy)
+    g_opt, d_opt = create_optimizers(cfg, loss_scaling=policy == "mixed_float16")
+    z_rng = tf.random.Generator.from_seed(cfg.seed + 1)
+    state = TrainState.create(cfg.seed, sample_z(z_rng, cfg.sample_num, cfg.z_dim, cfg.z_dist),
+                              class_labels(cfg.sample_num, y_dim))
+    ckpt = create_checkpoint(G, D, g_opt, d_opt, state)
+    if restore_latest(ckpt, paths.checkpoint_dir):
+        logging.info("resuming %s at epoch %d, step %d", paths.run_dir, int(state.epoch), int(state.step))
+    return G, D, g_opt, d_opt, state, ckpt
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Trains (or resumes) the run described by `cfg`. Returns the final step, epoch and metrics."""
     from dcgan_tf.data import load_train_data  # here, so importing the train step never loads tfds
@@ -249,19 +267,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     write_run_flags(cfg, paths, facts)
     keras.utils.set_random_seed(cfg.seed)
 
-    policy = mixed_precision_policy() if cfg.mixed_precision else None
-    G, D = models_from_config(cfg, data.c_dim, data.y_dim, dtype_policy=policy)
-    g_opt, d_opt = create_optimizers(cfg, loss_scaling=policy == "mixed_float16")
-    z_rng = tf.random.Generator.from_seed(cfg.seed + 1)
-    state = TrainState.create(cfg.seed, sample_z(z_rng, cfg.sample_num, cfg.z_dim, cfg.z_dist),
-                              class_labels(cfg.sample_num, data.y_dim))
-    ckpt = create_checkpoint(G, D, g_opt, d_opt, state)
-    restored = restore_latest(ckpt, paths.checkpoint_dir)
+    G, D, g_opt, d_opt, state, ckpt = create_training(cfg, data.c_dim, data.y_dim, paths)
     manager = create_manager(ckpt, paths.checkpoint_dir, cfg.max_to_keep)
     step, start_epoch = int(state.step.numpy()), int(state.epoch.numpy())
     done_in_epoch = int(state.epoch_step.numpy())  # > steps_per_epoch after a larger --batch_size: epoch done
-    if restored:
-        logging.info("resuming %s at epoch %d, step %d", paths.run_dir, start_epoch, step)
 
     saved_step = step  # the step of the newest complete checkpoint
 
