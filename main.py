@@ -53,7 +53,8 @@ flags.DEFINE_float("learning_rate_d", None, "Adam learning rate of D; default: -
 flags.DEFINE_float("learning_rate_g", None, "Adam learning rate of G; default: --learning_rate.")
 flags.DEFINE_float("beta1", 0.5, "Adam beta1.")
 flags.DEFINE_integer("g_steps", 2, "G updates per D update, with the same z.")
-flags.DEFINE_enum("loss", "gan", list(LOSSES), "gan (non-saturating BCE) or lsgan (least squares).")
+flags.DEFINE_enum("loss", "gan", list(LOSSES),
+                  "gan (non-saturating BCE), minimax (saturating), lsgan (least squares) or hinge.")
 flags.DEFINE_float("label_smoothing", 0.0, "One-sided smoothing: real targets ~ U(L, 1); 0 = off.")
 flags.DEFINE_float("instance_noise", 0.0, "Gaussian noise on real images, stddev ~ U(0, S) per batch; 0 = off.")
 flags.DEFINE_integer("lr_decay_every", 0, "Multiply learning rates by --lr_decay every N epochs; 0 = off.")

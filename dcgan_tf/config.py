@@ -16,7 +16,7 @@ from dcgan_tf.errors import FlagError
 
 LABELLED_DATASETS = ("mnist", "fashion_mnist")
 Z_DISTS = ("uniform_signed", "uniform_unsigned", "normal01")
-LOSSES = ("gan", "lsgan")
+LOSSES = ("gan", "minimax", "lsgan", "hinge")
 NAN_POLICIES = ("stop", "skip_batch")
 IDX_SPLITS = ("all", "train")
 EVAL_FEATURES = ("auto", "classifier", "inception")

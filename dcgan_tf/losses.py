@@ -1,7 +1,9 @@
 """GAN losses as pure functions of discriminator logits, returning scalars.
 
 `gan`: sigmoid cross-entropy with logits; D gets real + fake, G the non-saturating loss.
+`minimax`: the same D loss; G minimises the original saturating objective E[log(1 - D(G(z)))].
 `lsgan`: least squares (Mao et al.): D 0.5 E[(D(x) - t)^2] + 0.5 E[D(G(z))^2]; G 0.5 E[(D(G(z)) - 1)^2].
+`hinge`: D E[relu(t - D(x))] + E[relu(1 + D(G(z)))] (t = 1, or the smoothed target); G -E[D(G(z))].
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ def discriminator_loss(real_logits, fake_logits, real_targets=None, loss: str = 
     fake_logits = tf.cast(fake_logits, tf.float32)
     if real_targets is None:
         real_targets = tf.ones_like(real_logits)
-    if loss == "gan":
+    if loss in ("gan", "minimax"):
         d_loss_real = _bce(real_logits, real_targets)
         d_loss_fake = _bce(fake_logits, tf.zeros_like(fake_logits))
+    elif loss == "hinge":
+        d_loss_real = tf.reduce_mean(tf.nn.relu(real_targets - real_logits))
+        d_loss_fake = tf.reduce_mean(tf.nn.relu(1.0 + fake_logits))
     elif loss == "lsgan":
         d_loss_real = 0.5 * tf.reduce_mean(tf.square(real_logits - real_targets))
         d_loss_fake = 0.5 * tf.reduce_mean(tf.square(fake_logits))
@@ -41,16 +46,20 @@ def discriminator_loss(real_logits, fake_logits, real_targets=None, loss: str = 
 
 
 def generator_loss(fake_logits, loss: str = "gan"):
-    """G's loss on D's logits for generated images: non-saturating BCE or least squares. Returns a scalar."""
+    """G's loss on D's logits for generated images (see the module docstring). Returns a scalar."""
     fake_logits = tf.cast(fake_logits, tf.float32)
     if loss == "gan":
         return _bce(fake_logits, tf.ones_like(fake_logits))
+    if loss == "minimax":  # E[log(1 - sigmoid(l))] = -E[softplus(l)]
+        return -_bce(fake_logits, tf.zeros_like(fake_logits))
+    if loss == "hinge":
+        return -tf.reduce_mean(fake_logits)
     if loss == "lsgan":
         return 0.5 * tf.reduce_mean(tf.square(fake_logits - 1.0))
     raise ValueError(f"unknown loss {loss!r}")
 
 
 def discriminator_probability(logits, loss: str = "gan"):
-    """D's belief that an input is real, for monitoring: sigmoid for BCE, the raw score for least squares."""
+    """D's belief that an input is real, for monitoring: sigmoid for BCE losses, the raw score otherwise."""
     logits = tf.cast(logits, tf.float32)
-    return tf.sigmoid(logits) if loss == "gan" else logits
+    return tf.sigmoid(logits) if loss in ("gan", "minimax") else logits

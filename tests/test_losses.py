@@ -50,3 +50,25 @@ def test_probability_and_unknown_loss():
     np.testing.assert_allclose(discriminator_probability(tf.constant([0.3]), "lsgan"), [0.3])
     with pytest.raises(ValueError):
         generator_loss(tf.zeros((1, 1)), "wgan")
+
+
+def test_minimax_generator_loss_is_the_saturating_objective():
+    fake = tf.constant([[0.5], [-3.0]])
+    want = (math.log(1 - 1 / (1 + math.exp(-0.5))) + math.log(1 - 1 / (1 + math.exp(3.0)))) / 2
+    assert float(generator_loss(fake, "minimax")) == pytest.approx(want, rel=1e-5)
+    d_gan = discriminator_loss(tf.constant([[1.0]]), fake[:1], loss="gan")
+    d_minimax = discriminator_loss(tf.constant([[1.0]]), fake[:1], loss="minimax")
+    assert [float(x) for x in d_gan] == pytest.approx([float(x) for x in d_minimax])
+    np.testing.assert_allclose(discriminator_probability(tf.constant([0.0]), "minimax"), [0.5])
+
+
+def test_hinge_losses_match_hand_computation():
+    real = tf.constant([[2.0], [0.5], [-1.0]])
+    fake = tf.constant([[-2.0], [0.0], [1.5]])
+    d_loss, d_real, d_fake = discriminator_loss(real, fake, loss="hinge")
+    assert float(d_real) == pytest.approx((0 + 0.5 + 2.0) / 3)  # relu(1 - D(x))
+    assert float(d_fake) == pytest.approx((0 + 1.0 + 2.5) / 3)  # relu(1 + D(G(z)))
+    assert float(d_loss) == pytest.approx(float(d_real) + float(d_fake))
+    assert float(generator_loss(fake, "hinge")) == pytest.approx(-(-2.0 + 0.0 + 1.5) / 3)
+    _, smoothed, _ = discriminator_loss(real, fake, tf.fill((3, 1), 0.9), "hinge")
+    assert float(smoothed) == pytest.approx((0 + 0.4 + 1.9) / 3)

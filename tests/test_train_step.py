@@ -72,8 +72,9 @@ def test_instance_noise_reaches_the_loss(tmp_path):
     assert abs(got_noisy - got_plain) > 1e-4
 
 
-def test_lsgan_step_is_finite(tmp_path):
-    cfg = tiny_config(tmp_path, loss="lsgan")
+@pytest.mark.parametrize("loss", ["lsgan", "minimax", "hinge"])
+def test_other_losses_train_with_finite_values(tmp_path, loss):
+    cfg = tiny_config(tmp_path, loss=loss)
     out = build(cfg)[-1](*batch(cfg))
     assert np.isfinite(float(out["g_loss"])) and np.isfinite(float(out["d_loss"]))
 
