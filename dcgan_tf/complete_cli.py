@@ -31,7 +31,7 @@ from PIL import Image
 
 from dcgan_tf.blend import BLENDS, PoissonBlender, paste
 from dcgan_tf.completion import APPROACHES, LOSS_NAMES, Completer, psnr, ssim
-from dcgan_tf.config import write_json_atomic
+from dcgan_tf.config import write_json_atomic, write_text_atomic
 from dcgan_tf.data import load_image
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.images import make_grid, save_gif, save_image
@@ -265,18 +265,11 @@ def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _write_text_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def save_losses_csv(path: str, losses: dict) -> None:
     """iteration,contextual,perceptual,total; row t is the loss at z before update t, the last row the final z."""
     rows = ["iteration," + ",".join(LOSS_NAMES)]
     rows += [f"{t}," + ",".join(f"{losses[k][t]:.6g}" for k in LOSS_NAMES) for t in range(len(losses["total"]))]
-    _write_text_atomic(path, "\n".join(rows) + "\n")
+    write_text_atomic(path, "\n".join(rows) + "\n")
 
 
 def save_snapshots(folder: str, item: Item, steps, generated, completions) -> None:

@@ -40,7 +40,8 @@ def _to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
-def _save_atomic(image: Image.Image, path: str, **kwargs) -> None:
+def save_pil_atomic(image: Image.Image, path: str, **kwargs) -> None:
+    """Saves a PIL image to a temporary file beside `path` (same extension) and renames it into place."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     root, ext = os.path.splitext(path)
     tmp = f"{root}.tmp{os.getpid()}{ext}"
@@ -50,19 +51,19 @@ def _save_atomic(image: Image.Image, path: str, **kwargs) -> None:
 
 def save_image_grid(images, path: str, cols: int | None = None) -> str:
     """Writes [N, H, W, C] images in [-1, 1] as one PNG grid. Returns the path."""
-    _save_atomic(_to_pil(make_grid(images, cols)), path)
+    save_pil_atomic(_to_pil(make_grid(images, cols)), path)
     return path
 
 
 def save_image(image, path: str) -> str:
     """Writes one [H, W, C] image in [-1, 1] as PNG. Returns the path."""
-    _save_atomic(_to_pil(to_uint8(image)), path)
+    save_pil_atomic(_to_pil(to_uint8(image)), path)
     return path
 
 
 def save_gif(frames, path: str, duration_ms: int = 100, loop: int = 0) -> str:
     """Writes an animated GIF from uint8 frames [T, H, W, C] (e.g. grids from make_grid). Returns the path."""
     pil = [_to_pil(np.asarray(f)) for f in frames]
-    _save_atomic(pil[0], path, save_all=True, append_images=pil[1:], duration=duration_ms, loop=loop,
+    save_pil_atomic(pil[0], path, save_all=True, append_images=pil[1:], duration=duration_ms, loop=loop,
                  format="GIF")
     return path

@@ -41,9 +41,10 @@ from absl import app, flags
 from PIL import Image, ImageOps
 
 from dcgan_tf.cli import exit_with
-from dcgan_tf.config import write_json_atomic
+from dcgan_tf.config import write_json_atomic, write_text_atomic
 from dcgan_tf.data import RESAMPLE, _reason, _to_l_or_rgb, list_image_files
 from dcgan_tf.errors import DcganError, FlagError
+from dcgan_tf.images import save_pil_atomic
 from dcgan_tf.progress import ProgressBar
 
 DEFAULT_PATTERN = "*.jpg,*.jpeg,*.png,*.bmp,*.gif,*.tif,*.tiff,*.webp,*.ppm,*.pgm,*.pbm,*.pnm"
@@ -235,10 +236,8 @@ def output_name(source: str, detection: int, fmt: str) -> str:
 
 
 def _save_atomic(pixels: np.ndarray, path: str, fmt: str) -> None:
-    """Writes an image to a temporary file beside `path` and renames it into place."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}")
-    Image.fromarray(pixels).save(tmp, format=FORMATS[fmt], **({"quality": 95} if fmt == "jpg" else {}))
-    os.replace(tmp, path)
+    """Writes a crop atomically (JPEG at quality 95)."""
+    save_pil_atomic(Image.fromarray(pixels), path, format=FORMATS[fmt], **({"quality": 95} if fmt == "jpg" else {}))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -260,7 +259,7 @@ class Manifest:
         self.kept: dict[str, dict[str, str]] = {}
         rows = self._read() if os.path.exists(path) else None
         if rows is None:
-            _write_atomic(path, _csv_text([dict(zip(MANIFEST_FIELDS, MANIFEST_FIELDS))]))
+            write_text_atomic(path, _csv_text([dict(zip(MANIFEST_FIELDS, MANIFEST_FIELDS))]), fsync=True)
         for row in rows or []:
             self._remember(row)
         self._file: TextIO = open(path, "a", newline="")
@@ -293,7 +292,8 @@ class Manifest:
         if not text.endswith("\n"):  # interrupted mid-write: the last source's rows may be incomplete
             last = rows[-1]["source"] if rows else None
             rows = [r for r in rows if r["source"] != last]
-            _write_atomic(self.path, _csv_text([dict(zip(MANIFEST_FIELDS, MANIFEST_FIELDS)), *rows]))
+            write_text_atomic(self.path, _csv_text([dict(zip(MANIFEST_FIELDS, MANIFEST_FIELDS)), *rows]),
+                              fsync=True)
         return rows
 
 
@@ -302,15 +302,6 @@ def _csv_text(rows: Iterable[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, MANIFEST_FIELDS, lineterminator="\n")
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _row(source: str, status: str, *, detection: int | str = "", box: Box | None = None, output: str = "",
