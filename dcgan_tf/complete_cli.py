@@ -33,7 +33,7 @@ from dcgan_tf.blend import BLENDS, PoissonBlender, paste
 from dcgan_tf.completion import APPROACHES, LOSS_NAMES, Completer, psnr, ssim
 from dcgan_tf.config import write_json_atomic, write_text_atomic
 from dcgan_tf.data import load_image
-from dcgan_tf.errors import DcganError, FlagError
+from dcgan_tf.errors import DcganError, FlagError, check_choice, check_range, check_whole_numbers
 from dcgan_tf.images import make_grid, save_gif, save_image
 from dcgan_tf.masks import (
     HALF_SIDES,
@@ -96,23 +96,21 @@ class CompleteConfig:
         if not self.checkpoint_dir:
             raise FlagError("checkpoint_dir", "is required: a trained run's checkpoint folder, e.g. "
                                               "checkpoints/fashion_mnist_28x28")
-        for name in ("n_iter", "batch_size", "num_restarts"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise FlagError(name, f"must be a whole number >= 1, got {getattr(self, name)!r}")
-        _check_choice("mask_type", self.mask_type, MASK_TYPES)
-        _check_choice("half_side", self.half_side, HALF_SIDES)
-        _check_choice("approach", self.approach, APPROACHES)
-        _check_choice("blend", self.blend, BLENDS)
-        _check_range("center_scale", self.center_scale, 0 < self.center_scale < 0.5, "in (0, 0.5)")
-        _check_range("random_fraction", self.random_fraction, 0 <= self.random_fraction < 1, "in [0, 1)")
-        _check_range("lam", self.lam, self.lam >= 0, ">= 0")
-        _check_range("lr", self.lr, self.lr > 0, "> 0")
-        _check_range("eps", self.eps, self.eps > 0, "> 0")
+        check_whole_numbers(self, ("n_iter", "batch_size", "num_restarts"))
+        check_choice("mask_type", self.mask_type, MASK_TYPES)
+        check_choice("half_side", self.half_side, HALF_SIDES)
+        check_choice("approach", self.approach, APPROACHES)
+        check_choice("blend", self.blend, BLENDS)
+        check_range("center_scale", self.center_scale, 0 < self.center_scale < 0.5, "in (0, 0.5)")
+        check_range("random_fraction", self.random_fraction, 0 <= self.random_fraction < 1, "in [0, 1)")
+        check_range("lam", self.lam, self.lam >= 0, ">= 0")
+        check_range("lr", self.lr, self.lr > 0, "> 0")
+        check_range("eps", self.eps, self.eps > 0, "> 0")
         for name in ("momentum", "beta1", "beta2"):
-            _check_range(name, getattr(self, name), 0 <= getattr(self, name) < 1, "in [0, 1)")
-        _check_range("window", self.window, self.window >= 1 and self.window % 2 == 1, "an odd number >= 1")
-        _check_range("lowres_factor", self.lowres_factor, self.lowres_factor >= 2, ">= 2")
-        _check_range("out_interval", self.out_interval, self.out_interval >= 0, ">= 0 (0 = no snapshots)")
+            check_range(name, getattr(self, name), 0 <= getattr(self, name) < 1, "in [0, 1)")
+        check_range("window", self.window, self.window >= 1 and self.window % 2 == 1, "an odd number >= 1")
+        check_range("lowres_factor", self.lowres_factor, self.lowres_factor >= 2, ">= 2")
+        check_range("out_interval", self.out_interval, self.out_interval >= 0, ">= 0 (0 = no snapshots)")
         self._validate_mask_files()
         return self
 
@@ -132,16 +130,6 @@ class CompleteConfig:
     def result_settings(self) -> dict:
         """The settings that determine a completion (stored in summary.json and checked on re-runs)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in OUTPUT_ONLY_FIELDS}
-
-
-def _check_choice(flag: str, value, choices) -> None:
-    if value not in choices:
-        raise FlagError(flag, f"must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _check_range(flag: str, value, ok: bool, what: str) -> None:
-    if not ok:
-        raise FlagError(flag, f"must be {what}, got {value!r}")
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ import math
 import os
 from typing import Any
 
-from dcgan_tf.errors import FlagError
+from dcgan_tf.errors import FlagError, check_choice, check_range, check_whole_numbers
 
 LABELLED_DATASETS = ("mnist", "fashion_mnist")
 Z_DISTS = ("uniform_signed", "uniform_unsigned", "normal01")
@@ -104,45 +104,21 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Checks ranges and choices; raises FlagError naming the flag. Returns self."""
-        positive = ("input_height", "input_width", "output_height", "output_width", "z_dim", "gf_dim",
-                    "df_dim", "gfc_dim", "dfc_dim", "epoch", "batch_size", "g_steps", "max_to_keep",
-                    "sample_freq", "ckpt_freq", "log_freq", "sample_num")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise FlagError(name, f"must be a whole number >= 1, got {value!r}")
+        check_whole_numbers(self, ("input_height", "input_width", "output_height", "output_width", "z_dim", "gf_dim",
+                                   "df_dim", "gfc_dim", "dfc_dim", "epoch", "batch_size", "g_steps", "max_to_keep",
+                                   "sample_freq", "ckpt_freq", "log_freq", "sample_num"))
+        check_whole_numbers(self, ("eval_samples", "num_eval_samples"), minimum=2)
+        check_whole_numbers(self, ("lr_decay_every", "eval_freq"), minimum=0)
         for name in ("learning_rate", "learning_rate_d", "learning_rate_g"):
-            if not getattr(self, name) > 0:
-                raise FlagError(name, f"must be > 0, got {getattr(self, name)!r}")
-        if not self.train_size >= 1:
-            raise FlagError("train_size", f"must be >= 1, got {self.train_size!r}")
-        if not 0 <= self.beta1 < 1:
-            raise FlagError("beta1", f"must be in [0, 1), got {self.beta1!r}")
-        if not 0 <= self.label_smoothing < 1:
-            raise FlagError("label_smoothing", f"must be in [0, 1) (0 = off), got {self.label_smoothing!r}")
-        if not 0 <= self.instance_noise <= 1:
-            raise FlagError("instance_noise", f"must be in [0, 1] (0 = off), got {self.instance_noise!r}")
-        if self.lr_decay_every < 0:
-            raise FlagError("lr_decay_every", f"must be >= 0 (0 = off), got {self.lr_decay_every!r}")
-        if not 0 < self.lr_decay <= 1:
-            raise FlagError("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
-        if self.z_dist not in Z_DISTS:
-            raise FlagError("z_dist", f"must be one of {', '.join(Z_DISTS)}, got {self.z_dist!r}")
-        if self.loss not in LOSSES:
-            raise FlagError("loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.crop and (self.input_height < self.output_height or self.input_width < self.output_width):
-            pass  # Upscaling a small crop is allowed; only a crop larger than the images is an error.
-        if self.idx_split not in IDX_SPLITS:
-            raise FlagError("idx_split", f"must be one of {', '.join(IDX_SPLITS)}, got {self.idx_split!r}")
-        if self.nan_policy not in NAN_POLICIES:
-            raise FlagError("nan_policy", f"must be one of {', '.join(NAN_POLICIES)}, got {self.nan_policy!r}")
-        for name in ("eval_samples", "num_eval_samples"):
-            if getattr(self, name) < 2:
-                raise FlagError(name, f"must be >= 2, got {getattr(self, name)!r}")
-        if self.eval_freq < 0:
-            raise FlagError("eval_freq", f"must be >= 0 (0 = off), got {self.eval_freq!r}")
-        if self.eval_features not in EVAL_FEATURES:
-            raise FlagError("eval_features", f"must be one of {', '.join(EVAL_FEATURES)}, got {self.eval_features!r}")
+            check_range(name, getattr(self, name), getattr(self, name) > 0, "> 0")
+        check_range("train_size", self.train_size, self.train_size >= 1, ">= 1")
+        check_range("beta1", self.beta1, 0 <= self.beta1 < 1, "in [0, 1)")
+        check_range("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "in [0, 1) (0 = off)")
+        check_range("instance_noise", self.instance_noise, 0 <= self.instance_noise <= 1, "in [0, 1] (0 = off)")
+        check_range("lr_decay", self.lr_decay, 0 < self.lr_decay <= 1, "in (0, 1]")
+        for name, choices in (("z_dist", Z_DISTS), ("loss", LOSSES), ("idx_split", IDX_SPLITS),
+                              ("nan_policy", NAN_POLICIES), ("eval_features", EVAL_FEATURES)):
+            check_choice(name, getattr(self, name), choices)
         if not self.dataset:
             raise FlagError("dataset", "must name a folder under --data_dir or a known dataset")
         return self

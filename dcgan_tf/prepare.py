@@ -43,7 +43,7 @@ from PIL import Image, ImageOps
 from dcgan_tf.cli import exit_with
 from dcgan_tf.config import write_json_atomic, write_text_atomic
 from dcgan_tf.data import RESAMPLE, _reason, _to_l_or_rgb, list_image_files
-from dcgan_tf.errors import DcganError, FlagError
+from dcgan_tf.errors import DcganError, FlagError, check_choice, check_range
 from dcgan_tf.images import save_pil_atomic
 from dcgan_tf.progress import ProgressBar
 
@@ -84,16 +84,12 @@ class PrepareConfig:
         for flag in ("input", "output"):
             if not getattr(self, flag):
                 raise FlagError(flag, "is required: the folder to read from (--input) or write to (--output)")
-        if self.size < 1:
-            raise FlagError("size", f"must be >= 1, got {self.size}")
-        if self.detector not in DETECTORS:
-            raise FlagError("detector", f"must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
+        check_range("size", self.size, self.size >= 1, ">= 1")
+        check_choice("detector", self.detector, DETECTORS)
         if not (self.expand > 0 and math.isfinite(self.expand)):
             raise FlagError("expand", f"must be > 0 (1.0 keeps the detected box, 2.0 doubles it), got {self.expand}")
-        if self.min_size < 0:
-            raise FlagError("min_size", f"must be >= 0, got {self.min_size}")
-        if self.format not in FORMATS:
-            raise FlagError("format", f"must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        check_range("min_size", self.min_size, self.min_size >= 0, ">= 0")
+        check_choice("format", self.format, FORMATS)
         if not _patterns(self.input_fname_pattern):
             raise FlagError("input_fname_pattern", "is empty; e.g. '*.jpg,*.png'")
         return self
