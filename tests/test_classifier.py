@@ -1,12 +1,12 @@
 """Tests for dcgan_tf.classifier: the model, training, scores, save/load, idx reading and the CLI function."""
 
-import gzip
 import json
 import os
 import pathlib
 
 import numpy as np
 import pytest
+from idx_files import write_idx
 
 from dcgan_tf import classifier as C
 from dcgan_tf.data import load_idx
@@ -129,20 +129,13 @@ def test_classifier_scores_uses_the_model_in_batches():
 # idx files and the CLI function
 
 
-def _write_idx(path, array, gz=True):
-    header = (0x0800 | array.ndim).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    with (gzip.open if gz else open)(str(path) + (".gz" if gz else ""), "wb") as f:
-        f.write(data)
-
-
 def _write_tiny_dataset(folder, gz=True):
     images, labels = _separable_set(n_per_class=6)
     uint8 = np.round((images[..., 0] + 1) * 127.5).astype(np.uint8)  # [N, 28, 28]
     folder.mkdir(parents=True)
     for prefix in ("train", "t10k"):
-        _write_idx(folder / f"{prefix}-images-idx3-ubyte", uint8, gz)
-        _write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels, gz)
+        write_idx(f"{folder}/{prefix}-images-idx3-ubyte" + (".gz" if gz else ""), uint8)
+        write_idx(f"{folder}/{prefix}-labels-idx1-ubyte" + (".gz" if gz else ""), labels)
     return uint8, labels
 
 

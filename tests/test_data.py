@@ -10,6 +10,7 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
+from idx_files import write_idx
 from PIL import Image
 
 from dcgan_tf import data
@@ -34,12 +35,6 @@ def save(img: Image.Image, path, **kw):
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, **kw)
     return str(path)
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture
@@ -358,10 +353,7 @@ def test_idx_folder_with_dash_and_raw_files(tmp_path):
     folder.mkdir()
     for prefix, n in (("train", 3), ("t10k", 2)):
         for kind, shape in (("images-idx3", (n, 28, 28)), ("labels-idx1", (n,))):
-            write_idx(folder / f"{prefix}-{kind}-ubyte.gz", np.ones(shape, np.uint8))
-            (folder / f"{prefix}-{kind}-ubyte").write_bytes(gzip.decompress(
-                (folder / f"{prefix}-{kind}-ubyte.gz").read_bytes()))
-            (folder / f"{prefix}-{kind}-ubyte.gz").unlink()
+            write_idx(folder / f"{prefix}-{kind}-ubyte", np.ones(shape, np.uint8))  # raw, not gzipped
     assert data.find_idx_folder("fashion_mnist", str(tmp_path)) == str(folder)
     assert data.load_idx("fashion_mnist", str(tmp_path))[0].shape == (5, 28, 28, 1)
 

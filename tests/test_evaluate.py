@@ -5,7 +5,6 @@ tiny classifier trained on it, so no test needs ../shared/data or the network.
 """
 
 import dataclasses
-import gzip
 import json
 import math
 import os
@@ -13,6 +12,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from idx_files import write_idx
 from run_factory import make_run, tiny_config
 
 from dcgan_tf import evaluate
@@ -36,13 +36,6 @@ def _square_images(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     return np.clip(images, 0, 255).astype(np.uint8), labels
 
 
-def _write_idx(path, array: np.ndarray) -> None:
-    """A gzipped idx file of unsigned bytes: magic 0x0000080N, N big-endian dims, then the data."""
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """data_dir with a tiny fashion_mnist (30 train, 20 test images per class) and a classifier trained on it."""
@@ -51,8 +44,8 @@ def tiny_data(tmp_path_factory):
     folder.mkdir(parents=True)
     splits = {"train": _square_images(30, seed=0), "t10k": _square_images(20, seed=1)}
     for prefix, (images, labels) in splits.items():
-        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
-        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
     train_images, train_labels = splits["train"]
     model = train_classifier(train_images[..., None], train_labels, epochs=6, batch_size=32, seed=0,
                              learning_rate=3e-3, filters=4, feature_dim=16)
