@@ -21,7 +21,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO line
 from absl import app, flags
 
 from dcgan_tf.cli import exit_with
-from dcgan_tf.config import EVAL_FEATURES, IDX_SPLITS, LOSSES, NAN_POLICIES, Z_DISTS, TrainConfig
+from dcgan_tf.config import (
+    ARCHS,
+    D_NORMS,
+    EVAL_FEATURES,
+    IDX_SPLITS,
+    LOSSES,
+    NAN_POLICIES,
+    PRESETS,
+    Z_DISTS,
+    TrainConfig,
+    apply_preset,
+)
 
 FLAGS = flags.FLAGS
 # Data
@@ -45,6 +56,13 @@ flags.DEFINE_integer("df_dim", 64, "Discriminator filters in the first conv laye
 flags.DEFINE_integer("gfc_dim", 1024, "Generator fully connected units (conditional model).")
 flags.DEFINE_integer("dfc_dim", 1024, "Discriminator fully connected units (conditional model).")
 flags.DEFINE_boolean("conditional", None, "Condition on labels; default: on for mnist and fashion_mnist.")
+flags.DEFINE_enum("arch", "dcgan", list(ARCHS), "Networks: dcgan (carpedm20), mlp (fully connected) or infogan "
+                  "(InfoGAN-style 28x28 convnets).")
+flags.DEFINE_enum("d_norm", "auto", list(D_NORMS), "D's normalisation: batch, layer or none; auto: layer for "
+                  "wgan-gp, else batch.")
+flags.DEFINE_boolean("spectral_norm", False, "Spectrally normalise D's layers.")
+flags.DEFINE_float("g_ema", 0.0, "Decay of an exponential moving average of G's weights, used for every "
+                   "output (samples, evaluation, export, completion); 0 = off, typical 0.999.")
 # Optimisation
 flags.DEFINE_integer("epoch", 25, "Epochs to train.")
 flags.DEFINE_integer("batch_size", 64, "Images per batch.")
@@ -52,9 +70,11 @@ flags.DEFINE_float("learning_rate", 0.0002, "Adam learning rate of both networks
 flags.DEFINE_float("learning_rate_d", None, "Adam learning rate of D; default: --learning_rate.")
 flags.DEFINE_float("learning_rate_g", None, "Adam learning rate of G; default: --learning_rate.")
 flags.DEFINE_float("beta1", 0.5, "Adam beta1.")
-flags.DEFINE_integer("g_steps", 2, "G updates per D update, with the same z.")
+flags.DEFINE_integer("g_steps", 2, "G updates per step, with the z of the step's last D update.")
+flags.DEFINE_integer("d_steps", 1, "D (critic) updates per step, each on its own real batch (e.g. 5 for wgan-gp).")
 flags.DEFINE_enum("loss", "gan", list(LOSSES),
-                  "gan (non-saturating BCE), minimax (saturating), lsgan (least squares) or hinge.")
+                  "gan (non-saturating BCE), minimax (saturating), lsgan (least squares), hinge or wgan-gp.")
+flags.DEFINE_float("gp_weight", 10.0, "Weight of the WGAN-GP gradient penalty (--loss wgan-gp).")
 flags.DEFINE_float("label_smoothing", 0.0, "One-sided smoothing: real targets ~ U(L, 1); 0 = off.")
 flags.DEFINE_float("instance_noise", 0.0, "Gaussian noise on real images, stddev ~ U(0, S) per batch; 0 = off.")
 flags.DEFINE_integer("lr_decay_every", 0, "Multiply learning rates by --lr_decay every N epochs; 0 = off.")
@@ -62,6 +82,9 @@ flags.DEFINE_float("lr_decay", 1.0, "Step decay factor.")
 flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
 flags.DEFINE_enum("nan_policy", "stop", list(NAN_POLICIES),
                   "Non-finite loss: stop (keep the last good checkpoint) or skip_batch (skip the update, count it).")
+flags.DEFINE_float("max_minutes", 0.0, "Stop with a checkpoint after this many minutes; 0 = no limit.")
+flags.DEFINE_enum("preset", "none", list(PRESETS), "A named recipe that sets several flags (see flags.md); "
+                  "flags you give explicitly win.")
 # Speed
 flags.DEFINE_boolean("mixed_precision", False, "bfloat16 compute on CPU, float16 with loss scaling on GPU.")
 flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (slower on CPU for transposed convs).")
@@ -101,7 +124,8 @@ flags.DEFINE_string("export_dir", "", "Export folder; default: <checkpoint_dir>/
 def config_from_flags() -> TrainConfig:
     """One validated TrainConfig from the flags (field names are flag names)."""
     names = [f for f in TrainConfig.__dataclass_fields__]
-    return TrainConfig(**{n: FLAGS[n].value for n in names}).validate()
+    values = {n: FLAGS[n].value for n in names}
+    return TrainConfig(**apply_preset(values, {n for n in names if FLAGS[n].present})).validate()
 
 
 def run(_argv):
@@ -110,7 +134,8 @@ def run(_argv):
     cfg = config_from_flags()
     if FLAGS.train:
         result = train(cfg)
-        print(f"{'interrupted' if result.interrupted else 'done'}: epoch {result.epoch}, step {result.step}, "
+        status = "interrupted" if result.interrupted else "stopped at --max_minutes" if result.out_of_time else "done"
+        print(f"{status}: epoch {result.epoch}, step {result.step}, "
               f"{result.images_per_second:.1f} img/s; run folder {result.paths.run_dir}")
         return 130 if result.interrupted else 0
     if FLAGS.evaluate:

@@ -38,8 +38,13 @@ class TrainState:
                    epoch_step=counter("epoch_step"), nan_skipped=counter("nan_skipped"))
 
 
-def create_checkpoint(G, D, g_optimizer=None, d_optimizer=None, state: TrainState | None = None):
-    """A tf.train.Checkpoint over whatever is given. Optimisers are built first so their slots restore."""
+def create_checkpoint(G, D, g_optimizer=None, d_optimizer=None, state: TrainState | None = None,
+                      extra: dict | None = None):
+    """A tf.train.Checkpoint over whatever is given. Optimisers are built first so their slots restore.
+
+    Args:
+      extra: more named objects, e.g. the EMA generator (`GeneratorEma.checkpoint_items()`).
+    """
     items = {"generator": G, "discriminator": D}
     for name, opt, model in (("g_optimizer", g_optimizer, G), ("d_optimizer", d_optimizer, D)):
         if opt is not None:
@@ -49,7 +54,7 @@ def create_checkpoint(G, D, g_optimizer=None, d_optimizer=None, state: TrainStat
     if state is not None:
         items.update(step=state.step, epoch=state.epoch, rng=state.rng, sample_z=state.sample_z,
                      sample_labels=state.sample_labels, epoch_step=state.epoch_step, nan_skipped=state.nan_skipped)
-    return tf.train.Checkpoint(**items)
+    return tf.train.Checkpoint(**items, **(extra or {}))
 
 
 def create_manager(checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int = 1):
@@ -70,9 +75,8 @@ def restore_latest(checkpoint: tf.train.Checkpoint, directory: str, *, partial: 
     try:
         status = checkpoint.restore(path)
         if partial:
-            status.expect_partial()
-        else:
-            status.assert_existing_objects_matched()
+            status.expect_partial()  # the file may hold more (optimisers, ...) ...
+        status.assert_existing_objects_matched()  # ... but everything asked for must be in it
     except (tf.errors.OpError, AssertionError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DcganError(f"checkpoint {path} does not match this model ({first}); check the model flags "

@@ -16,14 +16,24 @@ from dcgan_tf.errors import FlagError, check_choice, check_range, check_whole_nu
 
 LABELLED_DATASETS = ("mnist", "fashion_mnist")
 Z_DISTS = ("uniform_signed", "uniform_unsigned", "normal01")
-LOSSES = ("gan", "minimax", "lsgan", "hinge")
+LOSSES = ("gan", "minimax", "lsgan", "hinge", "wgan-gp")
+ARCHS = ("dcgan", "mlp", "infogan")
+D_NORMS = ("auto", "batch", "layer", "none")
 NAN_POLICIES = ("stop", "skip_batch")
 IDX_SPLITS = ("all", "train")
 EVAL_FEATURES = ("auto", "classifier", "inception")
 
+# Named recipes: flag values a preset sets unless the flag is given explicitly. "tuned" is the best recipe found
+# for conditional Fashion-MNIST / MNIST within 18 CPU-minutes (bench/recipes.py; README "Recipes").
+PRESETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "tuned": {"mixed_precision": True, "g_ema": 0.999, "g_steps": 1},
+}
+
 # Fields that fix the shape of the networks: a saved run and a new command must agree on them.
 ARCHITECTURE_FIELDS = (
     "output_height", "output_width", "z_dim", "z_dist", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "conditional",
+    "arch", "d_norm", "spectral_norm", "g_ema",
 )
 
 
@@ -51,6 +61,10 @@ class TrainConfig:
     gfc_dim: int = 1024
     dfc_dim: int = 1024
     conditional: bool | None = None  # None: on for labelled datasets (mnist, fashion_mnist)
+    arch: str = "dcgan"  # dcgan | mlp | infogan
+    d_norm: str = "auto"  # D's normalisation: batch | layer | none; auto: layer for wgan-gp, else batch
+    spectral_norm: bool = False  # spectral normalisation of D's layers
+    g_ema: float = 0.0  # decay of an exponential moving average of G's weights (0 = off), used for every output
     # Optimisation
     epoch: int = 25
     batch_size: int = 64
@@ -59,13 +73,17 @@ class TrainConfig:
     learning_rate_g: float | None = None  # None: learning_rate
     beta1: float = 0.5
     g_steps: int = 2
+    d_steps: int = 1  # D (critic) updates per step, each on its own real batch
     loss: str = "gan"
+    gp_weight: float = 10.0  # weight of the WGAN-GP gradient penalty
     label_smoothing: float = 0.0
     instance_noise: float = 0.0
     lr_decay_every: int = 0  # epochs; 0 = no decay
     lr_decay: float = 1.0
     seed: int = 0
     nan_policy: str = "stop"  # stop | skip_batch: what a non-finite loss does
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
+    preset: str = "none"  # the named recipe the flags came from (see PRESETS); part of the default run name
     # Speed
     mixed_precision: bool = False  # bfloat16 compute on CPU, float16 + loss scaling on GPU
     jit_compile: bool = False  # XLA; slower for transposed convolutions on CPU
@@ -99,13 +117,16 @@ class TrainConfig:
             object.__setattr__(self, "learning_rate_g", self.learning_rate)
         if self.conditional is None:
             object.__setattr__(self, "conditional", self.dataset.lower() in LABELLED_DATASETS)
+        if self.d_norm == "auto":  # the gradient penalty is per sample, which batch norm breaks
+            object.__setattr__(self, "d_norm", "layer" if self.loss == "wgan-gp" else "batch")
         if not self.out_name:
             object.__setattr__(self, "out_name", default_out_name(self))
 
     def validate(self) -> TrainConfig:
         """Checks ranges and choices; raises FlagError naming the flag. Returns self."""
         check_whole_numbers(self, ("input_height", "input_width", "output_height", "output_width", "z_dim", "gf_dim",
-                                   "df_dim", "gfc_dim", "dfc_dim", "epoch", "batch_size", "g_steps", "max_to_keep",
+                                   "df_dim", "gfc_dim", "dfc_dim", "epoch", "batch_size", "g_steps", "d_steps",
+                                   "max_to_keep",
                                    "sample_freq", "ckpt_freq", "log_freq", "sample_num"))
         check_whole_numbers(self, ("eval_samples", "num_eval_samples"), minimum=2)
         check_whole_numbers(self, ("lr_decay_every", "eval_freq"), minimum=0)
@@ -116,12 +137,34 @@ class TrainConfig:
         check_range("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "in [0, 1) (0 = off)")
         check_range("instance_noise", self.instance_noise, 0 <= self.instance_noise <= 1, "in [0, 1] (0 = off)")
         check_range("lr_decay", self.lr_decay, 0 < self.lr_decay <= 1, "in (0, 1]")
-        for name, choices in (("z_dist", Z_DISTS), ("loss", LOSSES), ("idx_split", IDX_SPLITS),
-                              ("nan_policy", NAN_POLICIES), ("eval_features", EVAL_FEATURES)):
+        check_range("g_ema", self.g_ema, 0 <= self.g_ema < 1, "in [0, 1) (0 = off; typical 0.999)")
+        check_range("gp_weight", self.gp_weight, self.gp_weight >= 0, ">= 0")
+        check_range("max_minutes", self.max_minutes, self.max_minutes >= 0, ">= 0 (0 = no limit)")
+        for name, choices in (("z_dist", Z_DISTS), ("loss", LOSSES), ("idx_split", IDX_SPLITS), ("arch", ARCHS),
+                              ("d_norm", D_NORMS), ("preset", tuple(PRESETS)), ("nan_policy", NAN_POLICIES),
+                              ("eval_features", EVAL_FEATURES)):
             check_choice(name, getattr(self, name), choices)
+        if self.loss == "wgan-gp":
+            if self.d_norm == "batch":
+                raise FlagError("d_norm", "is batch, which mixes samples and breaks the per-sample gradient penalty "
+                                          "of --loss wgan-gp; use layer (the default for wgan-gp) or none")
+            if self.label_smoothing:
+                raise FlagError("label_smoothing", "has no meaning for --loss wgan-gp (a critic has no targets); "
+                                                   "set it to 0")
+        if self.arch == "infogan":
+            for name in ("output_height", "output_width"):
+                size = getattr(self, name)
+                if size % 4 or size < 16:
+                    raise FlagError(name, f"is {size}, but --arch infogan needs a multiple of 4 that is >= 16 "
+                                          "(e.g. 28)")
         if not self.dataset:
             raise FlagError("dataset", "must name a folder under --data_dir or a known dataset")
         return self
+
+    @property
+    def images_per_step(self) -> int:
+        """Real images one train step consumes: --batch_size for each of its --d_steps D updates."""
+        return self.batch_size * self.d_steps
 
     @property
     def y_dim(self) -> int:
@@ -148,7 +191,18 @@ def default_out_name(cfg: TrainConfig) -> str:
     name = f"{cfg.dataset}_{cfg.output_height}x{cfg.output_width}"
     if cfg.crop:
         name += f"_crop{cfg.input_height}x{cfg.input_width}"
+    if cfg.preset != "none":
+        name += f"_{cfg.preset}"
     return name
+
+
+def apply_preset(values: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
+    """Flag values with values["preset"]'s recipe filled in, except for the flags in `explicit` (typed by the user).
+
+    An unknown preset is left for TrainConfig.validate to report.
+    """
+    recipe = PRESETS.get(values.get("preset", "none"), {})
+    return {**values, **{k: v for k, v in recipe.items() if k not in explicit}}
 
 
 @dataclasses.dataclass(frozen=True)

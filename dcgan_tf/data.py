@@ -60,7 +60,7 @@ class DataInfo:
       dataset: one pass = one epoch of (images, labels): images float32 [B, H, W, C] in [-1, 1], labels
         float32 [B, y_dim] one-hot ([B, 0] when unconditional); the batch dimension B is static.
       num_examples: images used per epoch (after the --train_size cap).
-      steps_per_epoch: num_examples // batch_size (the remainder is dropped).
+      steps_per_epoch: num_examples // (batch_size * d_steps) (the remainder is dropped).
       c_dim: 1 or 3, detected once from the data.
       y_dim: 10 for labelled conditional data, else 0.
       skipped: (file, reason) for files that could not be used.
@@ -270,7 +270,7 @@ def _stream_folder_data(cfg: TrainConfig, folder: str, paths: list[str], prepare
     _warn_skipped(skipped, len(paths), folder)
     elements = tf.data.Dataset.from_tensor_slices((usable, np.full(len(usable), -1, np.int64)))
     dataset = _streamed_batches(elements, len(usable), lambda p: prepare(os.fsdecode(p)), shape, cfg, seed, 0)
-    return DataInfo(dataset, len(usable), len(usable) // cfg.batch_size, shape[2], 0, skipped)
+    return DataInfo(dataset, len(usable), len(usable) // cfg.images_per_step, shape[2], 0, skipped)
 
 
 def _load_idx_data(cfg: TrainConfig, seed: int) -> DataInfo:
@@ -309,7 +309,7 @@ def _load_tfds_data(cfg: TrainConfig, folder: str, seed: int) -> DataInfo:
     where = f"tfds:{cfg.dataset}"
     if needed * math.prod(shape) > MAX_CACHE_BYTES:
         dataset = _streamed_batches(elements, 10_000, prepare, shape, cfg, seed, y_dim)
-        return DataInfo(dataset, needed, needed // cfg.batch_size, c_dim, y_dim, [])
+        return DataInfo(dataset, needed, needed // cfg.images_per_step, c_dim, y_dim, [])
     items = ((f"{where}[{i}]", img, lab) for i, (img, lab) in enumerate(elements.as_numpy_iterator()))
     images, labels, skipped = _decode_all(items, needed, prepare, shape)
     return _in_memory(cfg, where, images, labels, skipped, c_dim=c_dim, y_dim=y_dim, seed=seed)
@@ -561,12 +561,12 @@ def _in_memory(cfg: TrainConfig, where: str, images: np.ndarray, labels: np.ndar
     _check_usable(len(images), skipped, cfg, where)
     _warn_skipped(skipped, len(images) + len(skipped), where)
     dataset = _cached_batches(images, _one_hot(labels, y_dim, where), cfg, seed)
-    return DataInfo(dataset, len(images), len(images) // cfg.batch_size, c_dim, y_dim, skipped)
+    return DataInfo(dataset, len(images), len(images) // cfg.images_per_step, c_dim, y_dim, skipped)
 
 
 def _check_usable(n: int, skipped: list[tuple[str, str]], cfg: TrainConfig, where: str) -> None:
     """Raises when fewer than one batch of images is usable, naming the flag that most likely fixes it."""
-    if n >= cfg.batch_size:
+    if n >= cfg.images_per_step:
         return
     too_small = [s for s in skipped if s[1].startswith(SMALLER_THAN_CROP)]
     if n == 0 and too_small:
@@ -576,7 +576,8 @@ def _check_usable(n: int, skipped: list[tuple[str, str]], cfg: TrainConfig, wher
     if n == 0:
         raise DcganError(f"{where}: none of the {len(skipped)} files could be read "
                          f"(e.g. {_examples(skipped, 2)})")
-    raise FlagError("batch_size", f"is {cfg.batch_size} but {where} has only {n} usable images "
+    per_step = f" x --d_steps {cfg.d_steps}" if cfg.d_steps > 1 else ""
+    raise FlagError("batch_size", f"is {cfg.batch_size}{per_step} but {where} has only {n} usable images "
                                   f"({len(skipped)} skipped); lower --batch_size or add images")
 
 
@@ -603,7 +604,7 @@ def _cached_batches(images: np.ndarray, onehot: np.ndarray, cfg: TrainConfig, se
         images_t, labels_t = tf.constant(images), tf.constant(onehot)  # [N, H, W, C] uint8, [N, y_dim]
     ds = tf.data.Dataset.range(len(images))
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(cfg.batch_size, drop_remainder=True)
+    ds = ds.batch(cfg.images_per_step, drop_remainder=True)
     ds = ds.map(lambda idx: (tf.gather(images_t, idx), tf.gather(labels_t, idx)))
     return _float_batches(ds, cfg.flip, seed)
 
@@ -623,7 +624,7 @@ def _streamed_batches(elements: tf.data.Dataset, shuffle_buffer: int, prepare: C
                 num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.filter(lambda img, ok, y: ok)
     ds = ds.map(lambda img, ok, y: (tf.ensure_shape(img, shape), tf.one_hot(y, y_dim, dtype=tf.float32)))
-    return _float_batches(ds.batch(cfg.batch_size, drop_remainder=True), cfg.flip, seed)
+    return _float_batches(ds.batch(cfg.images_per_step, drop_remainder=True), cfg.flip, seed)
 
 
 def _float_batches(ds: tf.data.Dataset, flip: bool, seed: int) -> tf.data.Dataset:

@@ -1,6 +1,8 @@
 """Layer factories with the DCGAN initialisation: N(0, 0.02) weights, zero biases, BN momentum 0.9, eps 1e-5.
 
-These mirror carpedm20's `ops.py` (conv2d, deconv2d, linear, batch_norm, lrelu) as Keras 3 layers.
+These mirror carpedm20's `ops.py` (conv2d, deconv2d, linear, batch_norm, lrelu) as Keras 3 layers, plus the
+discriminator's options: its normalisation (`normalization`: batch, layer or none) and spectral normalisation
+(`SNConv2D`, `SNDense`; Miyato et al. 2018).
 """
 
 from __future__ import annotations
@@ -8,42 +10,126 @@ from __future__ import annotations
 import math
 
 import keras
+from keras import ops
+
+from dcgan_tf import config
 
 KERNEL_SIZE = 5
 STRIDE = 2
+D_NORMS = tuple(n for n in config.D_NORMS if n != "auto")  # "auto" is resolved by TrainConfig
 
 
 def _init():
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
-def conv2d(filters: int, name: str | None = None) -> keras.layers.Conv2D:
-    """5x5 stride-2 convolution; 'same' padding halves the size, rounding up."""
-    return keras.layers.Conv2D(filters, KERNEL_SIZE, strides=STRIDE, padding="same",
-                               kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
-                               bias_initializer="zeros", name=name)
+class _SpectralNorm:
+    """Mixin for Conv2D / Dense: the layer applies W / sigma(W), sigma by one power iteration per training call.
+
+    The matrix is the kernel reshaped to [-1, out]; `u` [1, out] is the persistent power-iteration vector
+    (non-trainable, N(0, 1) initialised, saved by checkpoints), updated only when training=True. u and v are
+    constants for the gradient, W / sigma is not. Unlike keras.layers.SpectralNormalization, the kernel variable
+    keeps the unnormalised W (the optimiser updates W, as in the paper).
+    """
+
+    def add_weight(self, *args, **kwargs):
+        if kwargs.get("name") == "kernel":
+            kwargs["autocast"] = False  # read W in float32 for the power iteration, even under mixed precision
+        return super().add_weight(*args, **kwargs)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.u = self.add_weight(name="sn_u", shape=(1, self.kernel.shape[-1]), dtype="float32",
+                                 initializer=keras.initializers.RandomNormal(mean=0.0, stddev=1.0),
+                                 trainable=False, autocast=False)
+
+    def normalized_kernel(self, training=False):
+        """(W / sigma in the compute dtype, sigma in float32); stores the new u when training."""
+        kernel = ops.cast(self.kernel, "float32")
+        w = ops.reshape(kernel, (-1, kernel.shape[-1]))  # [K, out]
+        v = ops.stop_gradient(_l2_normalize(ops.matmul(ops.convert_to_tensor(self.u), ops.transpose(w))))  # [1, K]
+        u = ops.stop_gradient(_l2_normalize(ops.matmul(v, w)))  # [1, out]
+        sigma = ops.sum(ops.matmul(v, w) * u)
+        if training:
+            self.u.assign(u)
+        return ops.cast(kernel / sigma, self.compute_dtype), sigma
 
 
-def deconv2d(filters: int, in_size: tuple[int, int], out_size: tuple[int, int],
-             name: str | None = None) -> keras.layers.Conv2DTranspose:
-    """5x5 stride-2 transposed convolution from `in_size` to `out_size` (out = 2 * in or 2 * in - 1)."""
-    padding = tuple(o - (2 * i - 1) for i, o in zip(in_size, out_size))
-    if any(p not in (0, 1) for p in padding):
-        raise ValueError(f"deconv2d cannot go from {in_size} to {out_size} with stride 2")
-    return keras.layers.Conv2DTranspose(filters, KERNEL_SIZE, strides=STRIDE, padding="same",
+def _l2_normalize(x, epsilon: float = 1e-12):
+    return x * ops.rsqrt(ops.sum(ops.square(x)) + epsilon)
+
+
+class SNConv2D(_SpectralNorm, keras.layers.Conv2D):
+    """A spectrally normalised Conv2D (see _SpectralNorm)."""
+
+    def call(self, inputs, training=False):
+        kernel, _ = self.normalized_kernel(training)
+        outputs = self.convolution_op(inputs, kernel)
+        return self.activation(outputs + self.bias if self.use_bias else outputs)
+
+
+class SNDense(_SpectralNorm, keras.layers.Dense):
+    """A spectrally normalised Dense (see _SpectralNorm)."""
+
+    def call(self, inputs, training=False):
+        kernel, _ = self.normalized_kernel(training)
+        outputs = ops.matmul(inputs, kernel)
+        return self.activation(outputs + self.bias if self.use_bias else outputs)
+
+
+def conv2d(filters: int, name: str | None = None, kernel_size: int = KERNEL_SIZE, strides: int = STRIDE,
+           padding: str = "same", spectral_norm: bool = False) -> keras.layers.Conv2D:
+    """5x5 stride-2 convolution by default; 'same' padding halves the size, rounding up."""
+    layer = SNConv2D if spectral_norm else keras.layers.Conv2D
+    return layer(filters, kernel_size, strides=strides, padding=padding,
+                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02), bias_initializer="zeros",
+                 name=name)
+
+
+def deconv2d(filters: int, in_size: tuple[int, int], out_size: tuple[int, int], name: str | None = None,
+             kernel_size: int = KERNEL_SIZE) -> keras.layers.Conv2DTranspose:
+    """Stride-2 transposed convolution from `in_size` to `out_size`.
+
+    Odd kernels (5x5 by default) reach out = 2 * in or 2 * in - 1; even kernels only out = 2 * in.
+    """
+    if kernel_size % 2:
+        padding = tuple(o - (2 * i - 1) for i, o in zip(in_size, out_size))
+        ok = all(p in (0, 1) for p in padding)
+    else:  # Keras' output_padding cannot express 2 * in for even kernels; its default 'same' output is 2 * in
+        padding, ok = None, all(o == 2 * i for i, o in zip(in_size, out_size))
+    if not ok:
+        raise ValueError(f"deconv2d cannot go from {in_size} to {out_size} with stride 2 and kernel {kernel_size}")
+    return keras.layers.Conv2DTranspose(filters, kernel_size, strides=STRIDE, padding="same",
                                         output_padding=padding, kernel_initializer=_init(),
                                         bias_initializer="zeros", name=name)
 
 
-def linear(units: int, name: str | None = None, dtype=None) -> keras.layers.Dense:
-    """Fully connected layer with N(0, 0.02) weights."""
-    return keras.layers.Dense(units, kernel_initializer=_init(), bias_initializer="zeros", name=name,
-                              dtype=dtype)
+def linear(units: int, name: str | None = None, dtype=None, spectral_norm: bool = False) -> keras.layers.Dense:
+    """Fully connected layer with N(0, 0.02) weights and no activation."""
+    layer = SNDense if spectral_norm else keras.layers.Dense
+    return layer(units, kernel_initializer=_init(), bias_initializer="zeros", name=name, dtype=dtype)
 
 
 def batch_norm(name: str | None = None) -> keras.layers.BatchNormalization:
     """Batch norm as TF1's `batch_norm(decay=0.9, epsilon=1e-5, scale=True)`."""
     return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, scale=True, name=name)
+
+
+def normalization(kind: str, name: str | None = None, axis=-1) -> keras.layers.Layer:
+    """A discriminator's normalisation layer: "batch" (batch_norm), "layer" or "none" (identity).
+
+    Args:
+      kind: one of D_NORMS. "layer" normalises all of a sample's features, so D's output for a sample does not
+        depend on the rest of the batch (which WGAN-GP's per-sample gradient penalty needs).
+      axis: the features "layer" normalises: (1, 2, 3) for conv maps [B, H, W, C], -1 for dense [B, D].
+    """
+    if kind == "batch":
+        return batch_norm(name)
+    if kind == "layer":
+        return keras.layers.LayerNormalization(axis=axis, epsilon=1e-5, name=name)
+    if kind == "none":
+        return keras.layers.Identity(name=name)
+    raise ValueError(f"unknown d_norm {kind!r}: choose one of {', '.join(D_NORMS)}")
 
 
 def lrelu(x, alpha: float = 0.2):

@@ -22,7 +22,7 @@ from dcgan_tf.model import models_from_config
 class TrainedRun:
     """A trained generator and discriminator with the settings they were trained with."""
 
-    generator: object
+    generator: object  # the EMA generator of a run trained with --g_ema
     discriminator: object
     config: TrainConfig  # the saved run's settings
     flags: dict  # the saved FLAGS.json (also holds c_dim, y_dim, num_examples)
@@ -52,13 +52,14 @@ def read_run_flags(checkpoint_dir: str) -> dict:
         return json.load(f)
 
 
-def load_run(checkpoint_dir: str, cfg: TrainConfig | None = None) -> TrainedRun:
+def load_run(checkpoint_dir: str, cfg: TrainConfig | None = None, *, use_ema: bool = True) -> TrainedRun:
     """Builds the saved run's networks and restores their latest weights.
 
     Args:
       checkpoint_dir: a run's checkpoint folder (`{--checkpoint_dir}/{out_name}`).
       cfg: this command's settings; when given, every architecture flag must match the saved run
         (FlagError names the first that differs).
+      use_ema: for a run trained with --g_ema, load the averaged generator (False: the trained one).
     """
     flags = read_run_flags(checkpoint_dir)
     if cfg is not None:
@@ -66,7 +67,9 @@ def load_run(checkpoint_dir: str, cfg: TrainConfig | None = None) -> TrainedRun:
     saved_cfg = TrainConfig.from_dict(flags)
     G, D = models_from_config(saved_cfg, int(flags["c_dim"]), int(flags["y_dim"]))
     step = tf.Variable(0, dtype=tf.int64, name="step")
-    ckpt = tf.train.Checkpoint(generator=G, discriminator=D, step=step)
+    # A run trained with --g_ema is used through its averaged generator, everywhere.
+    g_key = "generator_ema" if saved_cfg.g_ema > 0 and use_ema else "generator"
+    ckpt = tf.train.Checkpoint(**{g_key: G}, discriminator=D, step=step)
     path = restore_latest(ckpt, checkpoint_dir, partial=True)
     flags = {**flags, "step": int(step.numpy())}
     return TrainedRun(G, D, saved_cfg, flags, path, checkpoint_dir)

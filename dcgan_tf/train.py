@@ -19,10 +19,11 @@ from absl import logging
 from dcgan_tf import __version__
 from dcgan_tf.checkpoint import TrainState, create_checkpoint, create_manager, restore_latest, save_checkpoint
 from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags, write_json_atomic
+from dcgan_tf.ema import GeneratorEma
 from dcgan_tf.errors import DcganError
 from dcgan_tf.images import save_image_grid
 from dcgan_tf.latent import class_labels, sample_z
-from dcgan_tf.losses import discriminator_loss, discriminator_probability, generator_loss
+from dcgan_tf.losses import discriminator_loss, discriminator_probability, generator_loss, gradient_penalty, interpolate
 from dcgan_tf.model import apply_discriminator, apply_generator, mixed_precision_policy, models_from_config
 from dcgan_tf.progress import ProgressBar
 
@@ -40,6 +41,7 @@ class TrainResult:
     images_per_second: float
     paths: RunPaths
     interrupted: bool = False
+    out_of_time: bool = False  # stopped by --max_minutes (with a checkpoint; re-running continues)
 
 
 def create_optimizers(cfg: TrainConfig, loss_scaling: bool = False):
@@ -56,11 +58,13 @@ def create_optimizers(cfg: TrainConfig, loss_scaling: bool = False):
 
 
 def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConfig,
-                    nan_skipped: tf.Variable | None = None):
-    """Returns a tf.function (real_images [B,H,W,C], labels [B,Y]) -> dict of scalar (and histogram) tensors.
+                    nan_skipped: tf.Variable | None = None, ema: GeneratorEma | None = None):
+    """Returns a tf.function (real_images [S,H,W,C], labels [S,Y]) -> dict of scalar (and histogram) tensors.
 
-    The dict holds the losses, mean D outputs, `z`, `d`, `d_` for histograms, and `finite` (False when a loss
-    or, under --nan_policy stop, a weight is not finite). Under --nan_policy skip_batch an update whose loss or
+    S = cfg.images_per_step: --d_steps D updates on batches of --batch_size, then --g_steps G updates, then
+    the EMA update when `ema` is given. The dict holds the losses (of the last D update), mean D outputs, `z`,
+    `d`, `d_` for histograms, `gradient_penalty` under wgan-gp, and `finite` (False when a loss or, under
+    --nan_policy stop, a weight is not finite). Under --nan_policy skip_batch an update whose loss or
     gradients are not finite is not applied and `nan_skipped` (returned too) counts it.
     """
     if nan_skipped is None:
@@ -97,9 +101,11 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
 
         nan_skipped.assign_add(tf.cond(ok, update, undo))
 
-    @tf.function(jit_compile=cfg.jit_compile)
-    def train_step(real_images, labels):
-        batch = tf.shape(real_images)[0]
+    wgan = cfg.loss == "wgan-gp"
+    batch = cfg.batch_size  # per D update; a step's data holds d_steps of these
+
+    def d_update(real_images, labels):
+        """One D (critic) update on one real batch. Returns (z, d_loss, d_loss_real, d_loss_fake, gp, logits)."""
         z = sample_z(rng, batch, cfg.z_dim, cfg.z_dist)
         if cfg.instance_noise > 0:  # Gaussian instance noise, stddev ~ U(0, S) per batch
             stddev = rng.uniform([], 0.0, cfg.instance_noise)
@@ -108,29 +114,52 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
         if cfg.label_smoothing > 0:  # one-sided: real targets ~ U(L, 1)
             real_targets = rng.uniform([batch, 1], cfg.label_smoothing, 1.0)
         before = snapshot()
+        gp = tf.constant(0.0)
         with tf.GradientTape() as tape:
             fake_images = apply_generator(G, z, labels, True)
             real_logits = apply_discriminator(D, real_images, labels, True)
             fake_logits = apply_discriminator(D, fake_images, labels, True)
             d_loss, d_loss_real, d_loss_fake = discriminator_loss(real_logits, fake_logits, real_targets, cfg.loss)
+            if wgan:  # the penalty on D's input gradient at x_hat, differentiated again for D's update
+                x_hat = interpolate(real_images, fake_images, rng.uniform([batch], 0.0, 1.0))
+                with tf.GradientTape() as inner:
+                    inner.watch(x_hat)
+                    hat_logits = apply_discriminator(D, x_hat, labels, True)
+                gp = gradient_penalty(inner.gradient(hat_logits, x_hat))
+                d_loss = d_loss + cfg.gp_weight * gp
             d_objective = scaled(d_opt, d_loss)
         apply(d_opt, d_objective, d_loss, D, tape, before)
-        for _ in range(cfg.g_steps):  # same z each time, as carpedm20
+        return z, d_loss, d_loss_real, d_loss_fake, gp, real_logits, fake_logits
+
+    @tf.function(jit_compile=cfg.jit_compile)
+    def train_step(real_images, labels):
+        """real_images [d_steps * B, H, W, C], labels [d_steps * B, Y]: d_steps D updates, then g_steps G ones."""
+        for k in range(cfg.d_steps):  # each critic step sees its own real images and a fresh z
+            chunk = slice(k * batch, (k + 1) * batch)
+            z, d_loss, d_loss_real, d_loss_fake, gp, real_logits, fake_logits = d_update(
+                real_images[chunk], labels[chunk])
+        labels = labels[chunk]
+        for _ in range(cfg.g_steps):  # with the last D update's z, as carpedm20
             before = snapshot()
             with tf.GradientTape() as tape:
                 g_logits = apply_discriminator(D, apply_generator(G, z, labels, True), labels, True)
                 g_loss = generator_loss(g_logits, cfg.loss)
                 g_objective = scaled(g_opt, g_loss)
             apply(g_opt, g_objective, g_loss, G, tape, before)
+        if ema is not None:
+            ema.update()
         d = discriminator_probability(real_logits, cfg.loss)
         d_ = discriminator_probability(fake_logits, cfg.loss)
         finite = tf.math.is_finite(d_loss) & tf.math.is_finite(g_loss)
         if not skip:  # a blown-up weight must stop the run even when this step's losses look fine
             weights = G.trainable_variables + D.trainable_variables
             finite = finite & tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in weights])
-        return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake, "g_loss": g_loss,
-                "d_real": tf.reduce_mean(d), "d_fake": tf.reduce_mean(d_), "z": z, "d": d, "d_": d_,
-                "finite": finite, "nan_skipped": nan_skipped.read_value()}
+        metrics = {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake, "g_loss": g_loss,
+                   "d_real": tf.reduce_mean(d), "d_fake": tf.reduce_mean(d_), "z": z, "d": d, "d_": d_,
+                   "finite": finite, "nan_skipped": nan_skipped.read_value()}
+        if wgan:
+            metrics["gradient_penalty"] = gp
+        return metrics
 
     return train_step
 
@@ -201,6 +230,9 @@ def write_summaries(writer, step: int, metrics: dict, learning_rates: dict) -> d
         for k, v in learning_rates.items():
             tf.summary.scalar(k, v)
         tf.summary.scalar("nan_skipped", metrics["nan_skipped"])
+        if "gradient_penalty" in metrics:
+            scalars["gradient_penalty"] = float(metrics["gradient_penalty"])
+            tf.summary.scalar("gradient_penalty", scalars["gradient_penalty"])
         for k in HISTOGRAMS:
             tf.summary.histogram(k, metrics[k])
     return scalars
@@ -214,6 +246,10 @@ class NonFiniteError(DcganError):
         super().__init__(f"non-finite loss or weight at step {step} ({losses}); stopped without saving, the last "
                          f"good checkpoint (step {last_saved_step}) is kept; lower --learning_rate or use "
                          "--nan_policy skip_batch")
+
+
+class _OutOfTime(Exception):
+    """--max_minutes has passed: checkpoint and stop as after a finished run."""
 
 
 class _StopRequest:
@@ -238,22 +274,37 @@ class _StopRequest:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths):
-    """Networks, optimisers and TrainState, restored from the run's latest checkpoint when there is one.
+@dataclasses.dataclass
+class Training:
+    """Everything a run trains and saves, restored from its latest checkpoint when there is one."""
 
-    Returns:
-      (G, D, g_optimizer, d_optimizer, state, checkpoint).
-    """
+    G: keras.Model
+    D: keras.Model
+    g_opt: keras.optimizers.Optimizer
+    d_opt: keras.optimizers.Optimizer
+    state: TrainState
+    checkpoint: tf.train.Checkpoint
+    ema: GeneratorEma | None  # with --g_ema
+
+    @property
+    def output_generator(self):
+        """The generator that draws samples and evaluations: the EMA one with --g_ema, else G."""
+        return self.ema.model if self.ema is not None else self.G
+
+
+def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths) -> Training:
+    """Networks, optimisers, TrainState and the EMA generator, restored from the run's latest checkpoint."""
     policy = mixed_precision_policy() if cfg.mixed_precision else None
     G, D = models_from_config(cfg, c_dim, y_dim, dtype_policy=policy)
     g_opt, d_opt = create_optimizers(cfg, loss_scaling=policy == "mixed_float16")
     z_rng = tf.random.Generator.from_seed(cfg.seed + 1)
     state = TrainState.create(cfg.seed, sample_z(z_rng, cfg.sample_num, cfg.z_dim, cfg.z_dist),
                               class_labels(cfg.sample_num, y_dim))
-    ckpt = create_checkpoint(G, D, g_opt, d_opt, state)
+    ema = GeneratorEma(G, models_from_config(cfg, c_dim, y_dim)[0], cfg.g_ema) if cfg.g_ema > 0 else None
+    ckpt = create_checkpoint(G, D, g_opt, d_opt, state, extra=ema.checkpoint_items() if ema else None)
     if restore_latest(ckpt, paths.checkpoint_dir):
         logging.info("resuming %s at epoch %d, step %d", paths.run_dir, int(state.epoch), int(state.step))
-    return G, D, g_opt, d_opt, state, ckpt
+    return Training(G, D, g_opt, d_opt, state, ckpt, ema)
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -261,14 +312,17 @@ def train(cfg: TrainConfig) -> TrainResult:
     from dcgan_tf.data import load_train_data  # here, so importing the train step never loads tfds
 
     cfg.validate()
+    deadline = time.perf_counter() + 60 * cfg.max_minutes if cfg.max_minutes else None  # data loading counts
     paths = RunPaths.from_config(cfg)
     data = load_train_data(cfg, seed=cfg.seed)
     facts = {"c_dim": data.c_dim, "y_dim": data.y_dim, "num_examples": data.num_examples}
     write_run_flags(cfg, paths, facts)
     keras.utils.set_random_seed(cfg.seed)
 
-    G, D, g_opt, d_opt, state, ckpt = create_training(cfg, data.c_dim, data.y_dim, paths)
-    manager = create_manager(ckpt, paths.checkpoint_dir, cfg.max_to_keep)
+    training = create_training(cfg, data.c_dim, data.y_dim, paths)
+    G, D, g_opt, d_opt, state = training.G, training.D, training.g_opt, training.d_opt, training.state
+    sample_G = training.output_generator
+    manager = create_manager(training.checkpoint, paths.checkpoint_dir, cfg.max_to_keep)
     step, start_epoch = int(state.step.numpy()), int(state.epoch.numpy())
     done_in_epoch = int(state.epoch_step.numpy())  # > steps_per_epoch after a larger --batch_size: epoch done
 
@@ -283,12 +337,13 @@ def train(cfg: TrainConfig) -> TrainResult:
         saved_step = step  # only now: a save interrupted by Ctrl-C is redone below
 
     evaluate = create_training_evaluator(cfg, data.c_dim, data.y_dim)  # before step 0: fails early
-    train_step = make_train_step(G, D, g_opt, d_opt, state.rng, cfg, nan_skipped=state.nan_skipped)
+    train_step = make_train_step(G, D, g_opt, d_opt, state.rng, cfg, nan_skipped=state.nan_skipped,
+                                 ema=training.ema)
     writer = tf.summary.create_file_writer(paths.run_dir)
     scalars: dict[str, float] = {}
     last_eval: dict[str, float] = {}  # the latest --eval_freq measurement
     images_seen, t_start = 0, time.perf_counter()
-    interrupted = False
+    interrupted = out_of_time = False
     epoch, in_epoch = start_epoch, done_in_epoch
     with _StopRequest() as stop:
         try:
@@ -302,30 +357,38 @@ def train(cfg: TrainConfig) -> TrainResult:
                     metrics = train_step(real_images, labels)
                     if cfg.nan_policy == "stop" and not bool(metrics["finite"]):
                         raise NonFiniteError(step + 1, metrics, saved_step)
-                    step, in_epoch, images_seen = step + 1, in_epoch + 1, images_seen + cfg.batch_size
+                    step, in_epoch, images_seen = step + 1, in_epoch + 1, images_seen + cfg.images_per_step
                     if step % cfg.log_freq == 0 or in_epoch == data.steps_per_epoch:
                         scalars = write_summaries(writer, step, metrics, lrs)
-                        rate = (in_epoch - first) * cfg.batch_size / max(time.perf_counter() - epoch_t0, 1e-9)
+                        rate = (in_epoch - first) * cfg.images_per_step / max(time.perf_counter() - epoch_t0, 1e-9)
                         bar.update(in_epoch, {"img/s": rate, **scalars})
                     if step % cfg.sample_freq == 0:
-                        save_sample_grid(G, state, paths, step, writer)
+                        save_sample_grid(sample_G, state, paths, step, writer)
                     if evaluate is not None and step % cfg.eval_freq == 0:
-                        last_eval = evaluate(G, step, writer)
+                        last_eval = evaluate(sample_G, step, writer)
                     if step % cfg.ckpt_freq == 0 and in_epoch < data.steps_per_epoch:
                         checkpoint_now(epoch, in_epoch)
                     if stop.requested:
                         raise KeyboardInterrupt
+                    if deadline is not None and time.perf_counter() >= deadline:
+                        raise _OutOfTime
                 checkpoint_now(epoch + 1, 0)
                 in_epoch = 0  # after the save: if it is interrupted, the epoch is still recorded as full
+        except _OutOfTime:
+            out_of_time = True
+            logging.info("--max_minutes %g reached at step %d: saving a checkpoint and stopping", cfg.max_minutes,
+                         step)
+            if step != saved_step:
+                checkpoint_now(epoch, in_epoch)
         except KeyboardInterrupt:
             interrupted = True
             logging.warning("interrupted at step %d: saving a checkpoint before exiting", step)
             if step != saved_step:
                 checkpoint_now(epoch, in_epoch)
     if step and not interrupted:
-        save_sample_grid(G, state, paths, step, writer)
+        save_sample_grid(sample_G, state, paths, step, writer)
     writer.flush()
     elapsed = time.perf_counter() - t_start
     return TrainResult(step=step, epoch=int(state.epoch.numpy()), metrics={**scalars, **last_eval},
                        images_per_second=images_seen / elapsed if images_seen else 0.0, paths=paths,
-                       interrupted=interrupted)
+                       interrupted=interrupted, out_of_time=out_of_time)

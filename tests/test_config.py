@@ -5,7 +5,15 @@ import math
 
 import pytest
 
-from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags, write_json_atomic
+from dcgan_tf.config import (
+    PRESETS,
+    RunPaths,
+    TrainConfig,
+    apply_preset,
+    check_against_saved,
+    read_saved_flags,
+    write_json_atomic,
+)
 from dcgan_tf.errors import FlagError
 
 
@@ -28,7 +36,9 @@ def test_labelled_datasets_are_conditional_and_names_have_no_timestamp():
 @pytest.mark.parametrize("field,value", [("batch_size", 0), ("epoch", -1), ("learning_rate_d", 0.0),
                                          ("label_smoothing", 1.5), ("instance_noise", -0.1), ("beta1", 1.0),
                                          ("z_dist", "gauss"), ("loss", "wgan"), ("lr_decay", 0.0),
-                                         ("output_height", 0), ("train_size", 0)])
+                                         ("output_height", 0), ("train_size", 0), ("arch", "resnet"),
+                                         ("d_norm", "group"), ("g_ema", 1.0), ("g_ema", -0.1), ("gp_weight", -1.0),
+                                         ("d_steps", 0), ("max_minutes", -1.0), ("preset", "best")])
 def test_bad_values_name_the_flag(field, value):
     with pytest.raises(FlagError, match=f"--{field}"):
         TrainConfig(**{field: value}).validate()
@@ -47,3 +57,44 @@ def test_dict_round_trip_and_saved_run_check(tmp_path):
         check_against_saved(dataclasses.replace(cfg, z_dim=64), saved)
     with pytest.raises(FlagError, match="--dataset: gives c_dim=1"):
         check_against_saved(cfg, saved, {"c_dim": 1})
+
+
+def test_wgan_gp_gets_layer_norm_and_refuses_batch_norm_and_smoothing():
+    assert TrainConfig(loss="wgan-gp").d_norm == "layer" and TrainConfig().d_norm == "batch"
+    assert TrainConfig(loss="wgan-gp", d_norm="none").validate().d_norm == "none"
+    with pytest.raises(FlagError, match="--d_norm: is batch"):
+        TrainConfig(loss="wgan-gp", d_norm="batch").validate()
+    with pytest.raises(FlagError, match="--label_smoothing"):
+        TrainConfig(loss="wgan-gp", label_smoothing=0.1).validate()
+
+
+def test_infogan_sizes_must_be_multiples_of_four():
+    TrainConfig(arch="infogan", output_height=28, input_height=28).validate()
+    with pytest.raises(FlagError, match="--output_width: is 30"):
+        TrainConfig(arch="infogan", output_height=28, output_width=30).validate()
+
+
+def test_images_per_step_counts_every_critic_batch():
+    assert TrainConfig(batch_size=16, d_steps=5).images_per_step == 80
+    assert TrainConfig(batch_size=16).images_per_step == 16
+
+
+def test_presets_fill_only_flags_the_user_did_not_give():
+    values = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    tuned = PRESETS["tuned"]
+    assert tuned, "the tuned preset sets something"
+    got = apply_preset({**values, "preset": "tuned"}, explicit=set())
+    assert all(got[k] == v for k, v in tuned.items())
+    name = next(iter(tuned))
+    kept = apply_preset({**values, "preset": "tuned", name: values[name]}, explicit={name})
+    assert kept[name] == values[name]
+    assert apply_preset(values, explicit=set()) == values  # preset none
+    cfg = TrainConfig(**{**got, "dataset": "fashion_mnist", "output_height": 28, "input_height": 28})
+    assert cfg.validate().out_name == "fashion_mnist_28x28_tuned"  # never mixes with a plain run's folder
+
+
+def test_new_architecture_flags_are_checked_against_the_saved_run():
+    saved = TrainConfig(arch="infogan", output_height=28, input_height=28).to_dict()
+    for field, value in (("arch", "dcgan"), ("spectral_norm", True), ("g_ema", 0.999), ("d_norm", "layer")):
+        with pytest.raises(FlagError, match=f"--{field}"):
+            check_against_saved(TrainConfig(**{**saved, field: value}), saved)

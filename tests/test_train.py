@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dcgan_tf.config import TrainConfig
+from dcgan_tf.config import PRESETS, TrainConfig
 from dcgan_tf.runs import load_run
 from dcgan_tf.train import train
 
@@ -171,3 +171,41 @@ def test_resume_with_a_larger_batch_finishes_the_epoch_instead_of_repeating_it(t
     monkeypatch.setattr(train_module, "make_train_step", real_step)
     resumed = train(tiny_train_config(tiny_image_folder, tmp_path, epoch=1, batch_size=8))  # 3 steps per epoch
     assert (resumed.step, resumed.epoch) == (10, 1)
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_a_rerun_continues(tiny_image_folder, tmp_path):
+    first = train(tiny_train_config(tiny_image_folder, tmp_path, epoch=2, max_minutes=1e-6))
+    assert first.out_of_time and not first.interrupted and first.step == 1
+    assert tf.train.latest_checkpoint(first.paths.checkpoint_dir).endswith("ckpt-1")
+    assert os.path.exists(os.path.join(first.paths.sample_dir, "train_00000001.png"))
+    rest = train(tiny_train_config(tiny_image_folder, tmp_path, epoch=2))
+    assert (rest.step, rest.epoch, rest.out_of_time) == (12, 2, False)
+
+
+def test_wgan_gp_with_critic_steps_and_ema_trains_end_to_end(tiny_image_folder, tmp_path):
+    cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=1, loss="wgan-gp", d_steps=2, g_steps=1,
+                            g_ema=0.9, log_freq=1)
+    result = train(cfg)
+    assert (result.step, result.epoch) == (3, 1)  # 24 images / (2 critic batches of 4) = 3 steps
+    assert np.isfinite(result.metrics["gradient_penalty"]) and result.metrics["gradient_penalty"] >= 0
+    events = EventAccumulator(result.paths.run_dir)
+    events.Reload()
+    assert "gradient_penalty" in events.Tags()["tensors"]
+    run = load_run(result.paths.checkpoint_dir, cfg)
+    assert run.config.d_norm == "layer" and run.config.g_ema == 0.9
+    assert not any("moving_variance" in v.path for v in run.discriminator.weights)
+
+
+def test_cli_preset_fills_unset_flags_and_keeps_explicit_ones(tiny_image_folder, tmp_path):
+    common = ["--dataset", "tiny", "--data_dir", str(tiny_image_folder.parent), "--input_fname_pattern", "*.png",
+              "--input_height", "16", "--output_height", "16", "--z_dim", "8", "--gf_dim", "4", "--df_dim", "4",
+              "--batch_size", "8", "--sample_num", "4", "--preset", "tuned", "--loss", "hinge"]
+    proc = run_main("--train", "--epoch", "1", *common, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(tmp_path / "out" / "tiny_16x16_tuned" / "FLAGS.json") as f:
+        saved = json.load(f)
+    assert saved["preset"] == "tuned" and saved["loss"] == "hinge"
+    assert all(saved[k] == v for k, v in PRESETS["tuned"].items() if k != "loss")
+    proc = run_main("--generate_test_images", "3", *common, cwd=tmp_path)  # the same preset finds the run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list((tmp_path / "samples" / "tiny_16x16_tuned").glob("test_*.png"))) == 4  # 3 images + test_grid.png

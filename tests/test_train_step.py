@@ -8,6 +8,7 @@ import tensorflow as tf
 from run_factory import tiny_config
 
 from dcgan_tf.config import TrainConfig
+from dcgan_tf.ema import GeneratorEma
 from dcgan_tf.latent import class_labels
 from dcgan_tf.model import models_from_config
 from dcgan_tf.train import create_optimizers, decayed_learning_rate, make_train_step
@@ -21,9 +22,11 @@ def build(cfg, c_dim=3, seed=0):
     return G, D, g_opt, d_opt, make_train_step(G, D, g_opt, d_opt, rng, cfg)
 
 
-def batch(cfg, c_dim=3):
-    x = np.random.RandomState(0).uniform(-1, 1, (cfg.batch_size, cfg.output_height, cfg.output_width, c_dim))
-    return tf.constant(x.astype(np.float32)), tf.constant(class_labels(cfg.batch_size, cfg.y_dim))
+def batch(cfg, c_dim=3, seed=0):
+    """The real data of one step: --d_steps batches of --batch_size."""
+    n = cfg.images_per_step
+    x = np.random.RandomState(seed).uniform(-1, 1, (n, cfg.output_height, cfg.output_width, c_dim))
+    return tf.constant(x.astype(np.float32)), tf.constant(class_labels(n, cfg.y_dim))
 
 
 @pytest.mark.parametrize("conditional,g_steps", [(False, 2), (True, 3), (False, 1)])
@@ -72,7 +75,7 @@ def test_instance_noise_reaches_the_loss(tmp_path):
     assert abs(got_noisy - got_plain) > 1e-4
 
 
-@pytest.mark.parametrize("loss", ["lsgan", "minimax", "hinge"])
+@pytest.mark.parametrize("loss", ["lsgan", "minimax", "hinge", "wgan-gp"])
 def test_other_losses_train_with_finite_values(tmp_path, loss):
     cfg = tiny_config(tmp_path, loss=loss)
     out = build(cfg)[-1](*batch(cfg))
@@ -131,3 +134,67 @@ def test_stop_policy_flags_a_non_finite_weight(tmp_path):
     assert bool(step(images, labels)["finite"])
     G.project.bias.assign(np.full(G.project.bias.shape, np.inf, np.float32))
     assert not bool(step(images, labels)["finite"])
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_wgan_gp_step_runs_d_steps_critic_updates_with_the_penalty(tmp_path, conditional):
+    cfg = tiny_config(tmp_path, loss="wgan-gp", d_steps=3, g_steps=1, conditional=conditional,
+                      size=28 if conditional else 16)
+    c_dim = 1 if conditional else 3
+    G, D, g_opt, d_opt, step = build(cfg, c_dim)
+    assert not any("moving_variance" in v.path for v in D.weights)  # layer norm, no batch norm, in the critic
+    out = step(*batch(cfg, c_dim))
+    assert int(d_opt.iterations) == 3 and int(g_opt.iterations) == 1
+    gp = float(out["gradient_penalty"])
+    assert np.isfinite(gp) and gp >= 0
+    assert float(out["d_loss"]) == pytest.approx(float(out["d_loss_real"]) + float(out["d_loss_fake"]) + 10 * gp,
+                                                 rel=1e-4, abs=1e-5)
+
+
+def test_gp_weight_reaches_the_critic_loss(tmp_path):
+    outs = {}
+    for weight in (0.0, 10.0):
+        cfg = tiny_config(tmp_path, loss="wgan-gp", gp_weight=weight, g_steps=1)
+        outs[weight] = build(cfg)[-1](*batch(cfg))
+    gp = float(outs[10.0]["gradient_penalty"])
+    assert gp > 1e-3  # a freshly initialised critic is far from 1-Lipschitz
+    assert float(outs[0.0]["gradient_penalty"]) == pytest.approx(gp, rel=1e-5)  # same seed, same x_hat
+    assert float(outs[10.0]["d_loss"]) - float(outs[0.0]["d_loss"]) == pytest.approx(10 * gp, rel=1e-4)
+
+
+def test_each_critic_step_uses_its_own_real_batch(tmp_path):
+    cfg = tiny_config(tmp_path, d_steps=2, g_steps=1)
+    first, _ = batch(cfg, seed=1)
+    other, labels = batch(cfg, seed=2)
+    same_twice = tf.concat([first[:4], first[:4]], 0)
+    two_batches = tf.concat([first[:4], other[:4]], 0)
+    results = []
+    for images in (same_twice, two_batches, same_twice):
+        G, D, _, _, step = build(cfg)
+        step(images, labels)
+        results.append([v.numpy() for v in D.trainable_variables])
+    for a, b in zip(results[0], results[2]):
+        np.testing.assert_array_equal(a, b)  # deterministic for the same data
+    assert any(not np.allclose(a, b) for a, b in zip(results[0], results[1]))  # the second half was used
+
+
+def test_the_step_updates_the_generator_ema(tmp_path):
+    cfg = tiny_config(tmp_path, g_ema=0.5)
+    G, D = models_from_config(cfg, 3, 0)
+    g_opt, d_opt = create_optimizers(cfg)
+    ema = GeneratorEma(G, models_from_config(cfg, 3, 0)[0], cfg.g_ema)
+    start = [w.numpy() for w in G.weights]
+    step = make_train_step(G, D, g_opt, d_opt, tf.random.Generator.from_seed(0), cfg, ema=ema)
+    step(*batch(cfg))
+    assert int(ema.updates) == 1
+    for a, s0, s1 in zip(ema.model.weights, start, G.weights):  # first update: d = 0.1
+        np.testing.assert_allclose(a.numpy(), 0.1 * s0 + 0.9 * s1.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_wgan_gp_under_bfloat16_stays_finite(tmp_path):
+    cfg = tiny_config(tmp_path, loss="wgan-gp", d_steps=2)
+    G, D = models_from_config(cfg, 3, 0, dtype_policy="mixed_bfloat16")
+    g_opt, d_opt = create_optimizers(cfg)
+    step = make_train_step(G, D, g_opt, d_opt, tf.random.Generator.from_seed(0), cfg)
+    out = step(*batch(cfg))
+    assert all(np.isfinite(float(out[k])) for k in ("d_loss", "g_loss", "gradient_penalty"))
