@@ -20,6 +20,7 @@ LOSSES = ("gan", "minimax", "lsgan", "hinge")
 NAN_POLICIES = ("stop", "skip_batch")
 IDX_SPLITS = ("all", "train")
 EVAL_FEATURES = ("auto", "classifier", "inception")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 # Fields that fix the shape of the networks: a saved run and a new command must agree on them.
 ARCHITECTURE_FIELDS = (
@@ -69,6 +70,7 @@ class TrainConfig:
     # Speed
     mixed_precision: bool = False  # bfloat16 compute on CPU, float16 + loss scaling on GPU
     jit_compile: bool = False  # XLA; slower for transposed convolutions on CPU
+    strategy: str = "default"  # default (no tf.distribute) | mirrored (local GPUs) | multi_worker (TF_CONFIG)
     # Evaluation
     eval_freq: int = 0  # steps between quality measurements during training; 0 = off
     eval_samples: int = 1000  # generated images per measurement during training
@@ -117,8 +119,16 @@ class TrainConfig:
         check_range("instance_noise", self.instance_noise, 0 <= self.instance_noise <= 1, "in [0, 1] (0 = off)")
         check_range("lr_decay", self.lr_decay, 0 < self.lr_decay <= 1, "in (0, 1]")
         for name, choices in (("z_dist", Z_DISTS), ("loss", LOSSES), ("idx_split", IDX_SPLITS),
-                              ("nan_policy", NAN_POLICIES), ("eval_features", EVAL_FEATURES)):
+                              ("nan_policy", NAN_POLICIES), ("eval_features", EVAL_FEATURES),
+                              ("strategy", STRATEGIES)):
             check_choice(name, getattr(self, name), choices)
+        if self.strategy != "default":  # not implemented (or not tested) with tf.distribute
+            for name, unsupported, what in (("jit_compile", self.jit_compile, "XLA"),
+                                            ("mixed_precision", self.mixed_precision, "mixed precision"),
+                                            ("nan_policy", self.nan_policy == "skip_batch", "skip_batch")):
+                if unsupported:
+                    raise FlagError(name, f"{what} is not supported with --strategy {self.strategy}; drop it or "
+                                          "use --strategy default")
         if not self.dataset:
             raise FlagError("dataset", "must name a folder under --data_dir or a known dataset")
         return self

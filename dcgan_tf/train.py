@@ -16,8 +16,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from dcgan_tf import __version__
-from dcgan_tf.checkpoint import TrainState, create_checkpoint, create_manager, restore_latest, save_checkpoint
+from dcgan_tf import __version__, distribute
+from dcgan_tf.checkpoint import TrainState, create_checkpoint, restore_latest, save_checkpoint
 from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags, write_json_atomic
 from dcgan_tf.errors import DcganError
 from dcgan_tf.images import save_image_grid
@@ -69,6 +69,9 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
 
     def scaled(opt, loss):
         """The loss to differentiate: scaled up under float16 (apply_gradients unscales). Call inside the tape."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:  # a replica's share of the global mean: apply_gradients sums the replicas' gradients
+            loss = loss / replicas
         return opt.scale_loss(loss) if isinstance(opt, keras.optimizers.LossScaleOptimizer) else loss
 
     statistics = G.non_trainable_variables + D.non_trainable_variables  # BN moving means and variances
@@ -238,20 +241,27 @@ class _StopRequest:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths):
+def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths,
+                    strategy: tf.distribute.Strategy | None = None):
     """Networks, optimisers and TrainState, restored from the run's latest checkpoint when there is one.
+
+    With a `strategy` the networks and optimisers are mirrored (created in its scope) and TrainState is not:
+    plain variables, the same under every strategy (see distribute.GlobalBatchGenerator).
 
     Returns:
       (G, D, g_optimizer, d_optimizer, state, checkpoint).
     """
     policy = mixed_precision_policy() if cfg.mixed_precision else None
-    G, D = models_from_config(cfg, c_dim, y_dim, dtype_policy=policy)
-    g_opt, d_opt = create_optimizers(cfg, loss_scaling=policy == "mixed_float16")
     z_rng = tf.random.Generator.from_seed(cfg.seed + 1)
     state = TrainState.create(cfg.seed, sample_z(z_rng, cfg.sample_num, cfg.z_dim, cfg.z_dist),
                               class_labels(cfg.sample_num, y_dim))
-    ckpt = create_checkpoint(G, D, g_opt, d_opt, state)
-    if restore_latest(ckpt, paths.checkpoint_dir):
+    with distribute.scope(strategy):
+        G, D = models_from_config(cfg, c_dim, y_dim, dtype_policy=policy)
+        distribute.synchronize_batch_norm(strategy, G, D)
+        g_opt, d_opt = create_optimizers(cfg, loss_scaling=policy == "mixed_float16")
+        ckpt = create_checkpoint(G, D, g_opt, d_opt, state)
+        restored = restore_latest(ckpt, paths.checkpoint_dir)
+    if restored:
         logging.info("resuming %s at epoch %d, step %d", paths.run_dir, int(state.epoch), int(state.step))
     return G, D, g_opt, d_opt, state, ckpt
 
@@ -261,14 +271,19 @@ def train(cfg: TrainConfig) -> TrainResult:
     from dcgan_tf.data import load_train_data  # here, so importing the train step never loads tfds
 
     cfg.validate()
+    strategy = distribute.create_strategy(cfg.strategy)  # first: multi_worker configures TensorFlow's runtime
+    distribute.check_batch_size(cfg.batch_size, strategy, cfg.strategy)
+    chief = distribute.is_chief(strategy)  # only the chief writes the run's files
     paths = RunPaths.from_config(cfg)
     data = load_train_data(cfg, seed=cfg.seed)
     facts = {"c_dim": data.c_dim, "y_dim": data.y_dim, "num_examples": data.num_examples}
-    write_run_flags(cfg, paths, facts)
+    if chief:
+        write_run_flags(cfg, paths, facts)
     keras.utils.set_random_seed(cfg.seed)
 
-    G, D, g_opt, d_opt, state, ckpt = create_training(cfg, data.c_dim, data.y_dim, paths)
-    manager = create_manager(ckpt, paths.checkpoint_dir, cfg.max_to_keep)
+    G, D, g_opt, d_opt, state, ckpt = create_training(cfg, data.c_dim, data.y_dim, paths, strategy)
+    manager = distribute.create_manager(strategy, ckpt, paths.checkpoint_dir, cfg.max_to_keep)
+    distribute.check_same_start(strategy, int(state.step.numpy()))
     step, start_epoch = int(state.step.numpy()), int(state.epoch.numpy())
     done_in_epoch = int(state.epoch_step.numpy())  # > steps_per_epoch after a larger --batch_size: epoch done
 
@@ -282,9 +297,11 @@ def train(cfg: TrainConfig) -> TrainResult:
         save_checkpoint(manager, step)
         saved_step = step  # only now: a save interrupted by Ctrl-C is redone below
 
-    evaluate = create_training_evaluator(cfg, data.c_dim, data.y_dim)  # before step 0: fails early
-    train_step = make_train_step(G, D, g_opt, d_opt, state.rng, cfg, nan_skipped=state.nan_skipped)
-    writer = tf.summary.create_file_writer(paths.run_dir)
+    evaluate = create_training_evaluator(cfg, data.c_dim, data.y_dim) if chief else None  # before step 0
+    rng = state.rng if strategy is None else distribute.GlobalBatchGenerator(state.rng)
+    train_step = make_train_step(G, D, g_opt, d_opt, rng, cfg, nan_skipped=state.nan_skipped)
+    train_step = distribute.distribute_train_step(strategy, train_step)
+    writer = tf.summary.create_file_writer(paths.run_dir) if chief else tf.summary.create_noop_writer()
     scalars: dict[str, float] = {}
     last_eval: dict[str, float] = {}  # the latest --eval_freq measurement
     images_seen, t_start = 0, time.perf_counter()
@@ -298,7 +315,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                 d_opt.learning_rate, g_opt.learning_rate = lrs["learning_rate_d"], lrs["learning_rate_g"]
                 bar = ProgressBar(data.steps_per_epoch, prefix=f"epoch {epoch + 1}/{cfg.epoch} ")
                 epoch_t0, first = time.perf_counter(), in_epoch
-                for real_images, labels in data.dataset.take(max(data.steps_per_epoch - in_epoch, 0)):
+                batches = data.dataset.take(max(data.steps_per_epoch - in_epoch, 0))
+                for real_images, labels in distribute.distribute_dataset(strategy, batches):
                     metrics = train_step(real_images, labels)
                     if cfg.nan_policy == "stop" and not bool(metrics["finite"]):
                         raise NonFiniteError(step + 1, metrics, saved_step)
@@ -307,7 +325,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                         scalars = write_summaries(writer, step, metrics, lrs)
                         rate = (in_epoch - first) * cfg.batch_size / max(time.perf_counter() - epoch_t0, 1e-9)
                         bar.update(in_epoch, {"img/s": rate, **scalars})
-                    if step % cfg.sample_freq == 0:
+                    if chief and step % cfg.sample_freq == 0:
                         save_sample_grid(G, state, paths, step, writer)
                     if evaluate is not None and step % cfg.eval_freq == 0:
                         last_eval = evaluate(G, step, writer)
@@ -322,7 +340,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             logging.warning("interrupted at step %d: saving a checkpoint before exiting", step)
             if step != saved_step:
                 checkpoint_now(epoch, in_epoch)
-    if step and not interrupted:
+    if chief and step and not interrupted:
         save_sample_grid(G, state, paths, step, writer)
     writer.flush()
     elapsed = time.perf_counter() - t_start
