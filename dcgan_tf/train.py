@@ -260,8 +260,9 @@ def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths,
         distribute.synchronize_batch_norm(strategy, G, D)
         g_opt, d_opt = create_optimizers(cfg, loss_scaling=policy == "mixed_float16")
         ckpt = create_checkpoint(G, D, g_opt, d_opt, state)
-        restored = restore_latest(ckpt, paths.checkpoint_dir)
-    if restored:
+    # Outside the scope: the checkpoint's own save counter stays a plain variable (under multi_worker one made
+    # in the scope is broadcast from the chief, a collective that a worker without a checkpoint never joins).
+    if restore_latest(ckpt, paths.checkpoint_dir):
         logging.info("resuming %s at epoch %d, step %d", paths.run_dir, int(state.epoch), int(state.step))
     return G, D, g_opt, d_opt, state, ckpt
 

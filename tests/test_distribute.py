@@ -170,21 +170,9 @@ def test_two_workers_train_and_only_the_chief_writes(make_image_folder, tmp_path
             "--epoch", "1", "--log_freq", "1", "--sample_freq", "2", "--ckpt_freq", "2", "--sample_num", "4",
             "--out_dir", str(tmp_path / "out"), "--checkpoint_dir", str(tmp_path / "ck"),
             "--sample_dir", str(tmp_path / "samples")]
-    procs = []
-    try:
-        for index in range(2):
-            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-            env = {**ENV, "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(temp)}
-            procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          text=True))
-        outputs = [p.communicate(timeout=240) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
+    outputs = run_workers(args, workers, temp)
+    for code, out, err in outputs:
+        assert code == 0, err[-3000:]
         assert "done: epoch 1, step 4" in out, out
     run_dir = tmp_path / "ck" / "tiny_16x16"
     assert sorted(os.listdir(run_dir)) == ["FLAGS.json", "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
@@ -193,6 +181,33 @@ def test_two_workers_train_and_only_the_chief_writes(make_image_folder, tmp_path
     assert sorted(os.listdir(tmp_path / "samples" / "tiny_16x16")) == ["train_00000002.png", "train_00000004.png"]
     run = load_run(str(run_dir))  # restores under the default strategy
     assert run.step == 4 and run.config.strategy == "multi_worker"
+    # Resuming where worker 1 cannot see the chief's checkpoints would train different weights: refused.
+    elsewhere = [*args[:-3], str(tmp_path / "ck_elsewhere"), *args[-2:]]
+    outputs = run_workers([args, elsewhere], [f"127.0.0.1:{p}" for p in free_ports(2)], temp, epochs="2")
+    for code, _, err in outputs:
+        assert code == 2 and "error: the workers resumed at different steps (0 and 4)" in err, err[-3000:]
+    assert sorted(os.listdir(run_dir))[-1] == "ckpt-4.index"
+
+
+def run_workers(args, workers, temp, epochs=None):
+    """Runs `args` (or one argument list per worker) as workers 0 and 1. Returns [(returncode, stdout, stderr)]."""
+    per_worker = args if isinstance(args[0], list) else [args, args]
+    procs = []
+    try:
+        for index, argv in enumerate(per_worker):
+            if epochs:
+                argv = [*argv, "--epoch", epochs]
+            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+            env = {**ENV, "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(temp)}
+            procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True))
+        outputs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
 
 
 # ----------------------------------------------------------------------------------------------------------
