@@ -31,6 +31,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from dcgan_tf.checkpoint import create_manager as run_manager
 from dcgan_tf.errors import DcganError, FlagError
 
 _STRATEGIES: dict[str, tf.distribute.Strategy] = {}
@@ -216,8 +217,6 @@ class _DiscardingManager:
 def create_manager(strategy: tf.distribute.Strategy | None, checkpoint: tf.train.Checkpoint, directory: str,
                    max_to_keep: int):
     """The run's CheckpointManager on the chief; a discarding one on other workers."""
-    from dcgan_tf.checkpoint import create_manager as run_manager
-
     if is_chief(strategy):
         return run_manager(checkpoint, directory, max_to_keep)
     return _DiscardingManager(checkpoint, max_to_keep)
