@@ -7,6 +7,8 @@ Train the conditional model on Fashion-MNIST (idx files in --data_dir, Debian's 
   python main.py --dataset fashion_mnist --data_dir ../shared/data --input_height 28 --output_height 28 --train
 Watch it:
   tensorboard --logdir out/
+Train on every GPU of this machine (--batch_size is the global batch; README "Scaling out"):
+  python main.py --dataset celebA --train --strategy mirrored --batch_size 256
 Use the trained model (same --dataset and sizes find the same run):
   python main.py --dataset fashion_mnist --data_dir ../shared/data --input_height 28 --output_height 28
 
@@ -29,6 +31,7 @@ from dcgan_tf.config import (
     LOSSES,
     NAN_POLICIES,
     PRESETS,
+    STRATEGIES,
     Z_DISTS,
     TrainConfig,
     apply_preset,
@@ -88,6 +91,8 @@ flags.DEFINE_enum("preset", "none", list(PRESETS), "A named recipe that sets sev
 # Speed
 flags.DEFINE_boolean("mixed_precision", False, "bfloat16 compute on CPU, float16 with loss scaling on GPU.")
 flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (slower on CPU for transposed convs).")
+flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
+                  "default (one device), mirrored (every local GPU) or multi_worker (the machines in TF_CONFIG).")
 # Evaluation
 flags.DEFINE_integer("eval_freq", 0, "Measure FID/KID every N training steps (TensorBoard `fid`); 0 = off.")
 flags.DEFINE_integer("eval_samples", 1000, "Generated images per measurement during training.")

@@ -22,12 +22,14 @@ D_NORMS = ("auto", "batch", "layer", "none")
 NAN_POLICIES = ("stop", "skip_batch")
 IDX_SPLITS = ("all", "train")
 EVAL_FEATURES = ("auto", "classifier", "inception")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 # Named recipes: flag values a preset sets unless the flag is given explicitly. "tuned" is the best recipe found
 # for conditional Fashion-MNIST / MNIST within 18 CPU-minutes (bench/recipes.py; README "Recipes").
 PRESETS: dict[str, dict[str, Any]] = {
     "none": {},
-    "tuned": {"mixed_precision": True, "g_ema": 0.999, "g_steps": 1},
+    "tuned": {"mixed_precision": True, "g_ema": 0.999, "g_steps": 1, "learning_rate_d": 0.0004,
+              "learning_rate_g": 0.0002},
 }
 
 # Fields that fix the shape of the networks: a saved run and a new command must agree on them.
@@ -87,6 +89,7 @@ class TrainConfig:
     # Speed
     mixed_precision: bool = False  # bfloat16 compute on CPU, float16 + loss scaling on GPU
     jit_compile: bool = False  # XLA; slower for transposed convolutions on CPU
+    strategy: str = "default"  # default (no tf.distribute) | mirrored (local GPUs) | multi_worker (TF_CONFIG)
     # Evaluation
     eval_freq: int = 0  # steps between quality measurements during training; 0 = off
     eval_samples: int = 1000  # generated images per measurement during training
@@ -142,7 +145,7 @@ class TrainConfig:
         check_range("max_minutes", self.max_minutes, self.max_minutes >= 0, ">= 0 (0 = no limit)")
         for name, choices in (("z_dist", Z_DISTS), ("loss", LOSSES), ("idx_split", IDX_SPLITS), ("arch", ARCHS),
                               ("d_norm", D_NORMS), ("preset", tuple(PRESETS)), ("nan_policy", NAN_POLICIES),
-                              ("eval_features", EVAL_FEATURES)):
+                              ("eval_features", EVAL_FEATURES), ("strategy", STRATEGIES)):
             check_choice(name, getattr(self, name), choices)
         if self.loss == "wgan-gp":
             if self.d_norm == "batch":
@@ -157,6 +160,18 @@ class TrainConfig:
                 if size % 4 or size < 16:
                     raise FlagError(name, f"is {size}, but --arch infogan needs a multiple of 4 that is >= 16 "
                                           "(e.g. 28)")
+        if self.strategy != "default":  # not implemented (or not tested) with tf.distribute
+            for name, unsupported, what in (("jit_compile", self.jit_compile, "XLA"),
+                                            ("mixed_precision", self.mixed_precision, "mixed precision"),
+                                            ("nan_policy", self.nan_policy == "skip_batch", "skip_batch"),
+                                            ("g_ema", self.g_ema > 0, "the generator EMA"),
+                                            ("spectral_norm", self.spectral_norm, "spectral normalisation"),
+                                            ("loss", self.loss == "wgan-gp", "wgan-gp"),
+                                            ("d_steps", self.d_steps > 1, "more than one D step"),
+                                            ("max_minutes", self.max_minutes > 0, "a time limit")):
+                if unsupported:
+                    raise FlagError(name, f"{what} is not supported with --strategy {self.strategy} yet; drop it or "
+                                          "use --strategy default")
         if not self.dataset:
             raise FlagError("dataset", "must name a folder under --data_dir or a known dataset")
         return self

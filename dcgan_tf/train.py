@@ -16,8 +16,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from dcgan_tf import __version__
-from dcgan_tf.checkpoint import TrainState, create_checkpoint, create_manager, restore_latest, save_checkpoint
+from dcgan_tf import __version__, distribute
+from dcgan_tf.checkpoint import TrainState, create_checkpoint, restore_latest, save_checkpoint
 from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags, write_json_atomic
 from dcgan_tf.ema import GeneratorEma
 from dcgan_tf.errors import DcganError
@@ -73,6 +73,9 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
 
     def scaled(opt, loss):
         """The loss to differentiate: scaled up under float16 (apply_gradients unscales). Call inside the tape."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:  # a replica's share of the global mean: apply_gradients sums the replicas' gradients
+            loss = loss / replicas
         return opt.scale_loss(loss) if isinstance(opt, keras.optimizers.LossScaleOptimizer) else loss
 
     statistics = G.non_trainable_variables + D.non_trainable_variables  # BN moving means and variances
@@ -102,9 +105,8 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
         nan_skipped.assign_add(tf.cond(ok, update, undo))
 
     wgan = cfg.loss == "wgan-gp"
-    batch = cfg.batch_size  # per D update; a step's data holds d_steps of these
 
-    def d_update(real_images, labels):
+    def d_update(real_images, labels, batch: int):
         """One D (critic) update on one real batch. Returns (z, d_loss, d_loss_real, d_loss_fake, gp, logits)."""
         z = sample_z(rng, batch, cfg.z_dim, cfg.z_dist)
         if cfg.instance_noise > 0:  # Gaussian instance noise, stddev ~ U(0, S) per batch
@@ -134,10 +136,11 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
     @tf.function(jit_compile=cfg.jit_compile)
     def train_step(real_images, labels):
         """real_images [d_steps * B, H, W, C], labels [d_steps * B, Y]: d_steps D updates, then g_steps G ones."""
+        batch = real_images.shape[0] // cfg.d_steps  # --batch_size, or a replica's share of it
         for k in range(cfg.d_steps):  # each critic step sees its own real images and a fresh z
             chunk = slice(k * batch, (k + 1) * batch)
             z, d_loss, d_loss_real, d_loss_fake, gp, real_logits, fake_logits = d_update(
-                real_images[chunk], labels[chunk])
+                real_images[chunk], labels[chunk], batch)
         labels = labels[chunk]
         for _ in range(cfg.g_steps):  # with the last D update's z, as carpedm20
             before = snapshot()
@@ -292,16 +295,25 @@ class Training:
         return self.ema.model if self.ema is not None else self.G
 
 
-def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths) -> Training:
-    """Networks, optimisers, TrainState and the EMA generator, restored from the run's latest checkpoint."""
+def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths,
+                    strategy: tf.distribute.Strategy | None = None) -> Training:
+    """Networks, optimisers, TrainState and the EMA generator, restored from the run's latest checkpoint.
+
+    With a `strategy` the networks and optimisers are mirrored (created in its scope) and TrainState is not:
+    plain variables, the same under every strategy (see distribute.GlobalBatchGenerator).
+    """
     policy = mixed_precision_policy() if cfg.mixed_precision else None
-    G, D = models_from_config(cfg, c_dim, y_dim, dtype_policy=policy)
-    g_opt, d_opt = create_optimizers(cfg, loss_scaling=policy == "mixed_float16")
     z_rng = tf.random.Generator.from_seed(cfg.seed + 1)
     state = TrainState.create(cfg.seed, sample_z(z_rng, cfg.sample_num, cfg.z_dim, cfg.z_dist),
                               class_labels(cfg.sample_num, y_dim))
-    ema = GeneratorEma(G, models_from_config(cfg, c_dim, y_dim)[0], cfg.g_ema) if cfg.g_ema > 0 else None
-    ckpt = create_checkpoint(G, D, g_opt, d_opt, state, extra=ema.checkpoint_items() if ema else None)
+    with distribute.scope(strategy):
+        G, D = models_from_config(cfg, c_dim, y_dim, dtype_policy=policy)
+        distribute.synchronize_batch_norm(strategy, G, D)
+        g_opt, d_opt = create_optimizers(cfg, loss_scaling=policy == "mixed_float16")
+        ema = GeneratorEma(G, models_from_config(cfg, c_dim, y_dim)[0], cfg.g_ema) if cfg.g_ema > 0 else None
+        ckpt = create_checkpoint(G, D, g_opt, d_opt, state, extra=ema.checkpoint_items() if ema else None)
+    # Outside the scope: the checkpoint's own save counter stays a plain variable (under multi_worker one made
+    # in the scope is broadcast from the chief, a collective that a worker without a checkpoint never joins).
     if restore_latest(ckpt, paths.checkpoint_dir):
         logging.info("resuming %s at epoch %d, step %d", paths.run_dir, int(state.epoch), int(state.step))
     return Training(G, D, g_opt, d_opt, state, ckpt, ema)
@@ -313,16 +325,21 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     cfg.validate()
     deadline = time.perf_counter() + 60 * cfg.max_minutes if cfg.max_minutes else None  # data loading counts
+    strategy = distribute.create_strategy(cfg.strategy)  # first: multi_worker configures TensorFlow's runtime
+    distribute.check_batch_size(cfg.batch_size, strategy, cfg.strategy)
+    chief = distribute.is_chief(strategy)  # only the chief writes the run's files
     paths = RunPaths.from_config(cfg)
     data = load_train_data(cfg, seed=cfg.seed)
     facts = {"c_dim": data.c_dim, "y_dim": data.y_dim, "num_examples": data.num_examples}
-    write_run_flags(cfg, paths, facts)
+    if chief:
+        write_run_flags(cfg, paths, facts)
     keras.utils.set_random_seed(cfg.seed)
 
-    training = create_training(cfg, data.c_dim, data.y_dim, paths)
+    training = create_training(cfg, data.c_dim, data.y_dim, paths, strategy)
     G, D, g_opt, d_opt, state = training.G, training.D, training.g_opt, training.d_opt, training.state
     sample_G = training.output_generator
-    manager = create_manager(training.checkpoint, paths.checkpoint_dir, cfg.max_to_keep)
+    manager = distribute.create_manager(strategy, training.checkpoint, paths.checkpoint_dir, cfg.max_to_keep)
+    distribute.check_same_start(strategy, int(state.step.numpy()))
     step, start_epoch = int(state.step.numpy()), int(state.epoch.numpy())
     done_in_epoch = int(state.epoch_step.numpy())  # > steps_per_epoch after a larger --batch_size: epoch done
 
@@ -336,10 +353,11 @@ def train(cfg: TrainConfig) -> TrainResult:
         save_checkpoint(manager, step)
         saved_step = step  # only now: a save interrupted by Ctrl-C is redone below
 
-    evaluate = create_training_evaluator(cfg, data.c_dim, data.y_dim)  # before step 0: fails early
-    train_step = make_train_step(G, D, g_opt, d_opt, state.rng, cfg, nan_skipped=state.nan_skipped,
-                                 ema=training.ema)
-    writer = tf.summary.create_file_writer(paths.run_dir)
+    evaluate = create_training_evaluator(cfg, data.c_dim, data.y_dim) if chief else None  # before step 0
+    rng = state.rng if strategy is None else distribute.GlobalBatchGenerator(state.rng)
+    train_step = make_train_step(G, D, g_opt, d_opt, rng, cfg, nan_skipped=state.nan_skipped, ema=training.ema)
+    train_step = distribute.distribute_train_step(strategy, train_step)
+    writer = tf.summary.create_file_writer(paths.run_dir) if chief else tf.summary.create_noop_writer()
     scalars: dict[str, float] = {}
     last_eval: dict[str, float] = {}  # the latest --eval_freq measurement
     images_seen, t_start = 0, time.perf_counter()
@@ -353,7 +371,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                 d_opt.learning_rate, g_opt.learning_rate = lrs["learning_rate_d"], lrs["learning_rate_g"]
                 bar = ProgressBar(data.steps_per_epoch, prefix=f"epoch {epoch + 1}/{cfg.epoch} ")
                 epoch_t0, first = time.perf_counter(), in_epoch
-                for real_images, labels in data.dataset.take(max(data.steps_per_epoch - in_epoch, 0)):
+                batches = data.dataset.take(max(data.steps_per_epoch - in_epoch, 0))
+                for real_images, labels in distribute.distribute_dataset(strategy, batches):
                     metrics = train_step(real_images, labels)
                     if cfg.nan_policy == "stop" and not bool(metrics["finite"]):
                         raise NonFiniteError(step + 1, metrics, saved_step)
@@ -362,7 +381,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                         scalars = write_summaries(writer, step, metrics, lrs)
                         rate = (in_epoch - first) * cfg.images_per_step / max(time.perf_counter() - epoch_t0, 1e-9)
                         bar.update(in_epoch, {"img/s": rate, **scalars})
-                    if step % cfg.sample_freq == 0:
+                    if chief and step % cfg.sample_freq == 0:
                         save_sample_grid(sample_G, state, paths, step, writer)
                     if evaluate is not None and step % cfg.eval_freq == 0:
                         last_eval = evaluate(sample_G, step, writer)
@@ -385,7 +404,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             logging.warning("interrupted at step %d: saving a checkpoint before exiting", step)
             if step != saved_step:
                 checkpoint_now(epoch, in_epoch)
-    if step and not interrupted:
+    if chief and step and not interrupted:
         save_sample_grid(sample_G, state, paths, step, writer)
     writer.flush()
     elapsed = time.perf_counter() - t_start

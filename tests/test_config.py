@@ -98,3 +98,11 @@ def test_new_architecture_flags_are_checked_against_the_saved_run():
     for field, value in (("arch", "dcgan"), ("spectral_norm", True), ("g_ema", 0.999), ("d_norm", "layer")):
         with pytest.raises(FlagError, match=f"--{field}"):
             check_against_saved(TrainConfig(**{**saved, field: value}), saved)
+
+
+@pytest.mark.parametrize("field,value", [("g_ema", 0.999), ("spectral_norm", True), ("loss", "wgan-gp"),
+                                         ("d_steps", 5), ("max_minutes", 1.0), ("mixed_precision", True)])
+def test_options_not_supported_under_a_strategy_name_their_flag(field, value):
+    TrainConfig(**{field: value}).validate()  # fine on one device
+    with pytest.raises(FlagError, match=f"--{field}: .*--strategy mirrored"):
+        TrainConfig(strategy="mirrored", **{field: value}).validate()

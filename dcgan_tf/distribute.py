@@ -1,0 +1,233 @@
+"""Training on several devices or machines: the tf.distribute side of `--strategy`.
+
+`default` is no strategy at all: every helper here hands back what it was given, so the train step is the
+plain tf.function of dcgan_tf.train. `mirrored` replicates the networks on every local GPU
+(`tf.distribute.MirroredStrategy`; logical CPU devices in tests), `multi_worker` across the machines of the
+standard `TF_CONFIG` environment variable (`tf.distribute.MultiWorkerMirroredStrategy`).
+
+Under a strategy one step computes what one device computes on the whole `--batch_size` batch:
+
+- each of the N replicas gets batch_size / N images of the global batch (`distribute_dataset`);
+- every random draw of the step (z, label-smoothing targets, instance noise) is drawn once for the global
+  batch from the run's seeded generator and each replica keeps its rows (`GlobalBatchGenerator`);
+- each replica divides its mean losses by N and the optimisers sum the replicas' gradients (train.py);
+- batch norm normalises with the statistics of the global batch (`synchronize_batch_norm`), so its moving
+  statistics are those of one device too.
+
+One strategy per kind and process (`create_strategy`): every new MirroredStrategy starts its collective keys
+at the same numbers, and TensorFlow's collective runtime remembers each key's tensor shape for the life of
+the process, so a second strategy's first all-reduce of another shape aborts with "Shape mismatch in the
+collective instance 100".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from dcgan_tf.checkpoint import create_manager as run_manager
+from dcgan_tf.errors import DcganError, FlagError
+
+_STRATEGIES: dict[str, tf.distribute.Strategy] = {}
+
+
+def create_strategy(name: str) -> tf.distribute.Strategy | None:
+    """The strategy of `--strategy name`, one per process; None for `default`.
+
+    Create it before any other TensorFlow op: MultiWorkerMirroredStrategy configures the runtime's collectives.
+    """
+    if name == "default":
+        return None
+    if name not in _STRATEGIES:
+        if name == "mirrored":  # every local GPU; without GPUs every logical CPU device (one, unless configured)
+            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+            _STRATEGIES[name] = tf.distribute.MirroredStrategy([d.name for d in devices])
+        elif name == "multi_worker":
+            check_tf_config()
+            _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
+        else:
+            raise FlagError("strategy", f"must be one of default, mirrored, multi_worker, got {name!r}")
+    return _STRATEGIES[name]
+
+
+def check_tf_config() -> dict:
+    """The parsed TF_CONFIG of --strategy multi_worker; FlagError when it is missing or malformed."""
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw:
+        raise FlagError("strategy", "multi_worker needs the TF_CONFIG environment variable (the cluster's workers "
+                                    "and this task's index); see 'Scaling out' in README.md")
+    try:
+        config = json.loads(raw)
+        workers = config["cluster"]["worker"]
+        task = config["task"]
+        ok = isinstance(workers, list) and task["type"] in ("worker", "chief") and int(task["index"]) >= 0
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise DcganError('TF_CONFIG must be JSON like {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                         f'"task": {{"type": "worker", "index": 0}}}}, got {raw!r}')
+    return config
+
+
+def num_replicas(strategy: tf.distribute.Strategy | None) -> int:
+    return strategy.num_replicas_in_sync if strategy is not None else 1
+
+
+def scope(strategy: tf.distribute.Strategy | None):
+    """`strategy.scope()`, or a context that does nothing without a strategy."""
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def check_batch_size(batch_size: int, strategy: tf.distribute.Strategy | None, name: str) -> None:
+    """FlagError unless the global batch divides evenly among the replicas."""
+    n = num_replicas(strategy)
+    if batch_size % n:
+        raise FlagError("batch_size", f"is the global batch and must divide evenly among the {n} replicas of "
+                                      f"--strategy {name}, got {batch_size}")
+
+
+def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether this process writes the run's files: the `chief` task, or worker 0 when there is none."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if "chief" in resolver.cluster_spec().as_dict():
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
+
+
+def synchronize_batch_norm(strategy: tf.distribute.Strategy | None, *models) -> None:
+    """With several replicas, batch norm in training all-reduces its statistics (Keras `synchronized=True`).
+
+    Set on the built networks, so model.py stays free of tf.distribute; the variables are the same either way.
+    """
+    if num_replicas(strategy) == 1:
+        return
+    stack = list(models)
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+        stack.extend(getattr(layer, "layers", []))
+
+
+class GlobalBatchGenerator:
+    """Stands in for the run's tf.random.Generator inside a replica: draws as one device would for the whole
+    global batch (once per worker, through `merge_call`) and returns this replica's rows.
+
+    A shape's first dimension is the replica's batch (every per-example draw of the train step is batch-first);
+    scalars are drawn once and shared. The generator must be created outside the strategy's scope: then it is
+    an ordinary variable that checkpoints identically under every strategy, and no replica-dependent key is
+    folded into its stream.
+    """
+
+    def __init__(self, rng: tf.random.Generator):
+        self.rng = rng
+
+    def uniform(self, shape, minval=0.0, maxval=None, dtype=tf.float32):
+        return self._draw(lambda s: self.rng.uniform(s, minval, maxval, dtype=dtype), shape)
+
+    def normal(self, shape, mean=0.0, stddev=1.0, dtype=tf.float32):
+        return self._draw(lambda s: self.rng.normal(s, mean, stddev, dtype=dtype), shape)
+
+    def _draw(self, draw, shape):
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or not tf.distribute.has_strategy():  # cross-replica or no strategy: draw as asked
+            return draw(shape)
+        shape = tf.convert_to_tensor(shape, tf.int32)
+        if shape.shape[0] == 0:  # a scalar, e.g. the instance-noise stddev: one value for every replica
+            return ctx.merge_call(lambda _: draw([]))
+        local = shape[0]
+        global_shape = tf.concat([[local * ctx.num_replicas_in_sync], shape[1:]], 0)
+        drawn = ctx.merge_call(lambda strategy, s: draw(strategy.experimental_local_results(s)[0]),
+                               args=(global_shape,))
+        start = ctx.replica_id_in_sync_group * local
+        return tf.reshape(drawn[start:start + local], shape)  # reshape: static shape of the request
+
+
+def distribute_dataset(strategy: tf.distribute.Strategy | None, dataset: tf.data.Dataset):
+    """Splits each global batch of `dataset` among the replicas; the dataset itself without a strategy.
+
+    Every worker builds the same seeded pipeline, so sharding by DATA (each worker keeps its replicas' part of
+    every global batch) needs no file-level split and works for in-memory and streamed datasets alike.
+    """
+    if strategy is None:
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def distribute_train_step(strategy: tf.distribute.Strategy | None, train_step):
+    """Runs the body of `train_step` (a tf.function from make_train_step) on every replica; itself without a
+    strategy.
+
+    The returned tf.function takes a distributed batch and returns the same dict as `train_step` for the
+    global batch: floating scalars averaged over replicas (means of equal-sized parts: the global mean),
+    per-example tensors (`z`, `d`, `d_`) gathered in batch order, booleans true only if true everywhere, other
+    scalars (counters, equal everywhere) from the first local replica.
+    """
+    if strategy is None:
+        return train_step
+    body = train_step.python_function
+
+    def combine(value):
+        first = strategy.experimental_local_results(value)[0]
+        if first.shape.rank:
+            return strategy.gather(value, axis=0)
+        if first.dtype.is_floating:
+            return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+        if first.dtype == tf.bool:
+            failed = strategy.run(lambda v: tf.cast(tf.logical_not(v), tf.int32), args=(value,))
+            return tf.equal(strategy.reduce(tf.distribute.ReduceOp.SUM, failed, axis=None), 0)
+        return first
+
+    @tf.function
+    def distributed_train_step(real_images, labels):
+        per_replica = strategy.run(body, args=(real_images, labels))
+        return {k: combine(v) for k, v in per_replica.items()}
+
+    return distributed_train_step
+
+
+class _DiscardingManager:
+    """A non-chief worker's CheckpointManager: takes part in every save (TensorFlow requires all workers to)
+    into a private temporary folder, and deletes it at once."""
+
+    def __init__(self, checkpoint: tf.train.Checkpoint, max_to_keep: int):
+        self.checkpoint, self.max_to_keep = checkpoint, max_to_keep
+        self.directory = tempfile.mkdtemp(prefix="dcgan_worker_ckpt_")
+
+    def save(self, checkpoint_number=None):
+        os.makedirs(self.directory, exist_ok=True)
+        manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=self.max_to_keep,
+                                             checkpoint_name="ckpt")
+        try:
+            return manager.save(checkpoint_number=checkpoint_number)
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def create_manager(strategy: tf.distribute.Strategy | None, checkpoint: tf.train.Checkpoint, directory: str,
+                   max_to_keep: int):
+    """The run's CheckpointManager on the chief; a discarding one on other workers."""
+    if is_chief(strategy):
+        return run_manager(checkpoint, directory, max_to_keep)
+    return _DiscardingManager(checkpoint, max_to_keep)
+
+
+def check_same_start(strategy: tf.distribute.Strategy | None, step: int) -> None:
+    """DcganError when the workers of --strategy multi_worker resumed from different steps (a worker that cannot
+    see the chief's --checkpoint_dir would otherwise silently train other weights)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    steps = strategy.gather(strategy.run(lambda: tf.constant([step], tf.int64)), axis=0).numpy()  # [replicas]
+    if steps.min() != steps.max():
+        raise DcganError(f"the workers resumed at different steps ({steps.min()} and {steps.max()}); every worker "
+                         "must see the chief's --checkpoint_dir (a shared filesystem), or none may have one")
