@@ -107,7 +107,10 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
     wgan = cfg.loss == "wgan-gp"
 
     def d_update(real_images, labels, batch: int):
-        """One D (critic) update on one real batch. Returns (z, d_loss, d_loss_real, d_loss_fake, gp, logits)."""
+        """One D (critic) update on one real batch.
+
+        Returns (z, d_loss, d_loss_real, d_loss_fake, gradient_penalty, real_logits, fake_logits).
+        """
         z = sample_z(rng, batch, cfg.z_dim, cfg.z_dist)
         if cfg.instance_noise > 0:  # Gaussian instance noise, stddev ~ U(0, S) per batch
             stddev = rng.uniform([], 0.0, cfg.instance_noise)
