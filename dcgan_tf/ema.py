@@ -47,3 +47,11 @@ class GeneratorEma:
 
     def checkpoint_items(self) -> dict:
         return {"generator_ema": self.model, "ema_updates": self.updates}
+
+
+def create_ema(cfg, G, c_dim: int, y_dim: int) -> GeneratorEma | None:
+    """The EMA of generator G for a run's settings (a second generator of cfg's architecture), or None without
+    --g_ema. The average is built with the default float32 policy whatever G computes in."""
+    from dcgan_tf.model import models_from_config  # here: keeps this module free of the model definitions
+
+    return GeneratorEma(G, models_from_config(cfg, c_dim, y_dim)[0], cfg.g_ema) if cfg.g_ema > 0 else None

@@ -19,7 +19,7 @@ from absl import logging
 from dcgan_tf import __version__, distribute
 from dcgan_tf.checkpoint import TrainState, create_checkpoint, restore_latest, save_checkpoint
 from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags, write_json_atomic
-from dcgan_tf.ema import GeneratorEma
+from dcgan_tf.ema import GeneratorEma, create_ema
 from dcgan_tf.errors import DcganError
 from dcgan_tf.images import save_image_grid
 from dcgan_tf.latent import class_labels, sample_z
@@ -313,7 +313,7 @@ def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths,
         G, D = models_from_config(cfg, c_dim, y_dim, dtype_policy=policy)
         distribute.synchronize_batch_norm(strategy, G, D)
         g_opt, d_opt = create_optimizers(cfg, loss_scaling=policy == "mixed_float16")
-        ema = GeneratorEma(G, models_from_config(cfg, c_dim, y_dim)[0], cfg.g_ema) if cfg.g_ema > 0 else None
+        ema = create_ema(cfg, G, c_dim, y_dim)
         ckpt = create_checkpoint(G, D, g_opt, d_opt, state, extra=ema.checkpoint_items() if ema else None)
     # Outside the scope: the checkpoint's own save counter stays a plain variable (under multi_worker one made
     # in the scope is broadcast from the chief, a collective that a worker without a checkpoint never joins).

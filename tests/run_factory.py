@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from dcgan_tf.checkpoint import TrainState, create_checkpoint, create_manager, save_checkpoint
 from dcgan_tf.config import RunPaths, TrainConfig
-from dcgan_tf.ema import GeneratorEma
+from dcgan_tf.ema import create_ema
 from dcgan_tf.latent import class_labels, sample_z
 from dcgan_tf.model import models_from_config
 from dcgan_tf.train import create_optimizers, make_train_step, write_run_flags
@@ -47,7 +47,7 @@ def make_run(root, *, conditional: bool = False, size: int = 16, c_dim: int = 3,
     g_opt, d_opt = create_optimizers(cfg)
     state = TrainState.create(cfg.seed, sample_z(tf.random.Generator.from_seed(1), cfg.sample_num, cfg.z_dim),
                               class_labels(cfg.sample_num, y_dim))
-    ema = GeneratorEma(G, models_from_config(cfg, c_dim, y_dim)[0], cfg.g_ema) if cfg.g_ema else None
+    ema = create_ema(cfg, G, c_dim, y_dim)
     ckpt = create_checkpoint(G, D, g_opt, d_opt, state, extra=ema.checkpoint_items() if ema else None)
     if train_steps:
         step_fn = make_train_step(G, D, g_opt, d_opt, state.rng, cfg, nan_skipped=state.nan_skipped, ema=ema)

@@ -8,7 +8,7 @@ import tensorflow as tf
 from run_factory import tiny_config
 
 from dcgan_tf.config import TrainConfig
-from dcgan_tf.ema import GeneratorEma
+from dcgan_tf.ema import create_ema
 from dcgan_tf.latent import class_labels
 from dcgan_tf.model import models_from_config
 from dcgan_tf.train import create_optimizers, decayed_learning_rate, make_train_step
@@ -182,7 +182,7 @@ def test_the_step_updates_the_generator_ema(tmp_path):
     cfg = tiny_config(tmp_path, g_ema=0.5)
     G, D = models_from_config(cfg, 3, 0)
     g_opt, d_opt = create_optimizers(cfg)
-    ema = GeneratorEma(G, models_from_config(cfg, 3, 0)[0], cfg.g_ema)
+    ema = create_ema(cfg, G, 3, 0)
     start = [w.numpy() for w in G.weights]
     step = make_train_step(G, D, g_opt, d_opt, tf.random.Generator.from_seed(0), cfg, ema=ema)
     step(*batch(cfg))
