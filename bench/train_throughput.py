@@ -1,9 +1,11 @@
 """Train-step throughput at 64x64, batch 64: synthetic vs emoji-folder input, float32 vs mixed precision.
 
 Also counts the FLOPs of one train step from the layer shapes and reports the achieved rate as a share of
-the float32 / bfloat16 matmul rate measured in the same process. Plain script; prints a table.
+the float32 / bfloat16 matmul rate measured in the same process, and the convolution bound: every convolution
+op of the step timed on its own, summed, i.e. the step's time if batch norm, activations, the optimiser and
+the executor cost nothing. Plain script; prints a table.
 
-  python bench/train_throughput.py [--steps 20] [--data_dir ../shared/data] [--skip_folder]
+  python bench/train_throughput.py [--steps 20] [--data_dir ../shared/data] [--skip_folder] [--skip_bound]
 """
 
 from __future__ import annotations
@@ -23,23 +25,99 @@ from dcgan_tf.train import create_optimizers, make_train_step
 K2 = 25  # 5x5 kernels
 
 
+def dcgan_conv_shapes(size: int, c_dim: int, gf: int, df: int):
+    """The stride-2 5x5 'same' convolutions of the DCGAN as (input size, in channels, out channels).
+
+    Returns (d_layers, g_layers). A transposed convolution of G is listed as the convolution it transposes
+    (from G's output side to its input side), so G's forward pass runs that convolution's backward-data op.
+    """
+    s = [h for h, _ in layer_sizes(size, size, 4)]  # s, s2, s4, s8, s16
+    d_channels = [c_dim, df, df * 2, df * 4, df * 8]
+    g_channels = [c_dim, gf, gf * 2, gf * 4, gf * 8]
+    d_layers = [(s[i], d_channels[i], d_channels[i + 1]) for i in range(4)]
+    g_layers = [(s[i], g_channels[i], g_channels[i + 1]) for i in range(4)]
+    return d_layers, g_layers
+
+
+def conv_flops(h: int, ci: int, co: int) -> float:
+    """Multiply-add FLOPs (2 per MAC) of one image through a stride-2 'same' 5x5 convolution, padding included."""
+    out = (h + 1) // 2
+    return 2.0 * K2 * out * out * ci * co
+
+
 def dcgan_forward_flops(size: int, c_dim: int, z_dim: int, gf: int, df: int) -> tuple[float, float]:
-    """Multiply-add FLOPs (2 per MAC) of one image through G and through D, from the layer shapes."""
-    s = [h * w for h, w in layer_sizes(size, size, 4)]  # spatial sizes s, s2, s4, s8, s16
-    g = 2 * z_dim * gf * 8 * s[4]
-    g += 2 * K2 * (s[4] * gf * 8 * gf * 4 + s[3] * gf * 4 * gf * 2 + s[2] * gf * 2 * gf + s[1] * gf * c_dim)
-    d = 2 * K2 * (s[1] * c_dim * df + s[2] * df * df * 2 + s[3] * df * 2 * df * 4 + s[4] * df * 4 * df * 8)
-    d += 2 * s[4] * df * 8
-    return float(g), float(d)
+    """FLOPs of one image through G and through D, from the layer shapes."""
+    d_layers, g_layers = dcgan_conv_shapes(size, c_dim, gf, df)
+    s16 = layer_sizes(size, size, 4)[4]
+    g = 2.0 * z_dim * gf * 8 * s16[0] * s16[1] + sum(conv_flops(*shape) for shape in g_layers)
+    d = sum(conv_flops(*shape) for shape in d_layers) + 2.0 * s16[0] * s16[1] * df * 8
+    return g, d
 
 
 def train_step_flops(cfg: TrainConfig, c_dim: int) -> float:
-    """FLOPs of one train step per image: D update (G fwd, D fwd x2, D bwd x2) + g_steps x (fwd + bwd of both).
+    """FLOPs per image of one train step: the operations the step runs.
 
-    A backward pass costs about twice its forward pass (input and weight gradients).
+    - D update: G forward; D forward on the real and the fake batch; D's weight gradients for both; D's input
+      gradients for both except its first convolution's (nothing upstream needs them).
+    - Each of --g_steps G updates: G and D forward; D's input gradients only (D's weight gradients are not
+      asked for, and TensorFlow prunes them from the graph); G's weight gradients; G's input gradients except
+      the z projection's.
+    A weight gradient and an input gradient each cost one forward pass of the layer. Batch norm, activations
+    and the optimiser are not counted (they are not multiply-adds of the layer shapes).
     """
     g, d = dcgan_forward_flops(cfg.output_height, c_dim, cfg.z_dim, cfg.gf_dim, cfg.df_dim)
-    return g + 2 * d + 2 * (2 * d) + cfg.g_steps * 3 * (g + d)
+    d_first = conv_flops(*dcgan_conv_shapes(cfg.output_height, c_dim, cfg.gf_dim, cfg.df_dim)[0][0])
+    z_projection = 2.0 * cfg.z_dim * cfg.gf_dim * 8 * layer_sizes(cfg.output_height, cfg.output_height, 4)[4][0] ** 2
+    d_update = g + 2 * d + 2 * d + 2 * (d - d_first)
+    g_update = (g + d) + d + g + (g - z_projection)
+    return d_update + cfg.g_steps * g_update
+
+
+def conv_pass_counts(cfg: TrainConfig, c_dim: int) -> list[tuple[tuple[int, int, int], str, int]]:
+    """(conv shape, pass, runs per train step) for every convolution op the step runs (see train_step_flops).
+
+    Passes: "forward", "backward_data" (input gradient; also G's forward), "backward_weights".
+    """
+    d_layers, g_layers = dcgan_conv_shapes(cfg.output_height, c_dim, cfg.gf_dim, cfg.df_dim)
+    gs = cfg.g_steps
+    runs = []
+    for i, shape in enumerate(d_layers):
+        runs += [(shape, "forward", 2 + gs), (shape, "backward_weights", 2),
+                 (shape, "backward_data", (2 if i else 0) + gs)]
+    for shape in g_layers:
+        runs += [(shape, "backward_data", 1 + gs), (shape, "forward", gs), (shape, "backward_weights", gs)]
+    return [run for run in runs if run[2]]
+
+
+def conv_seconds(shape: tuple[int, int, int], kind: str, batch: int, dtype, seconds: float = 1.0) -> float:
+    """Seconds per run of one convolution op on its own (inputs already in memory), median of repeats."""
+    h, ci, co = shape
+    out = (h + 1) // 2
+    x = tf.cast(tf.random.normal((batch, h, h, ci)), dtype)
+    w = tf.cast(tf.random.normal((5, 5, ci, co), stddev=0.02), dtype)
+    dy = tf.cast(tf.random.normal((batch, out, out, co)), dtype)
+    strides = [1, 2, 2, 1]
+    if kind == "forward":
+        f, args = tf.function(lambda x, w: tf.nn.conv2d(x, w, strides, "SAME")), (x, w)
+    elif kind == "backward_data":
+        f, args = tf.function(lambda dy, w: tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=[batch, h, h, ci], filter=w, out_backprop=dy, strides=strides, padding="SAME")), (dy, w)
+    else:
+        f, args = tf.function(lambda x, dy: tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=[5, 5, ci, co], out_backprop=dy, strides=strides, padding="SAME")), (x, dy)
+    f(*args).numpy()
+    times, t_end = [], time.perf_counter() + seconds
+    while time.perf_counter() < t_end or len(times) < 3:
+        t0 = time.perf_counter()
+        f(*args).numpy()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def conv_bound(cfg: TrainConfig, c_dim: int, dtype) -> float:
+    """Seconds per train step spent in its convolutions alone: the step time if everything else were free."""
+    return sum(runs * conv_seconds(shape, kind, cfg.batch_size, dtype)
+               for shape, kind, runs in conv_pass_counts(cfg, c_dim))
 
 
 def matmul_rate(dtype, n: int = 2048, seconds: float = 3.0) -> float:
@@ -108,6 +186,7 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--data_dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
     parser.add_argument("--skip_folder", action="store_true")
+    parser.add_argument("--skip_bound", action="store_true", help="do not time the convolutions one by one")
     args = parser.parse_args()
     cfg = TrainConfig(dataset="emoji-google-64", data_dir=args.data_dir, input_fname_pattern="*.png",
                       input_height=64, output_height=64, batch_size=64)
@@ -121,6 +200,10 @@ def main():
         rows.append(("emoji folder", "float32", time_steps(cfg, folder_batches(cfg), args.steps, None)))
         rows.append(("emoji folder", policy, time_steps(cfg, folder_batches(cfg), args.steps, policy)))
     completion_rate = time_completion(cfg, max(args.steps, 5))
+    if not args.skip_bound:
+        bound_dtypes = {"float32": tf.float32, policy: tf.bfloat16 if "bfloat16" in policy else tf.float16}
+        for precision, dtype in bound_dtypes.items():
+            rows.append(("conv bound", precision, cfg.batch_size / conv_bound(cfg, 3, dtype)))
     g, d = dcgan_forward_flops(cfg.output_height, 3, cfg.z_dim, cfg.gf_dim, cfg.df_dim)
     completion_flops = 2 * (g + d)  # forward, then gradients with respect to the inputs only (to z)
     print(f"train step FLOPs per image: {per_image / 1e9:.3f} GFLOP; per batch of {cfg.batch_size}: "

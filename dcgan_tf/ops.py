@@ -2,7 +2,7 @@
 
 These mirror carpedm20's `ops.py` (conv2d, deconv2d, linear, batch_norm, lrelu) as Keras 3 layers, plus the
 discriminator's options: its normalisation (`normalization`: batch, layer or none) and spectral normalisation
-(`SNConv2D`, `SNDense`; Miyato et al. 2018).
+(`SNConv2D`, `SNDense`; Miyato et al. 2018). Batch norm trains with TensorFlow's fused kernel (`FusedBatchNorm`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from dcgan_tf import config
@@ -110,9 +111,44 @@ def linear(units: int, name: str | None = None, dtype=None, spectral_norm: bool 
     return layer(units, kernel_initializer=_init(), bias_initializer="zeros", name=name, dtype=dtype)
 
 
+class FusedBatchNorm(keras.layers.BatchNormalization):
+    """keras.layers.BatchNormalization whose training pass is one fused TensorFlow op (FusedBatchNormV3).
+
+    Keras 3 normalises with separate mean / variance / scale ops, each a pass over the activations, and upcasts
+    bfloat16 to float32 first; the fused op (oneDNN on CPU, cuDNN on GPU) does it in one pass and has a fused
+    gradient. Same variables, same arithmetic: batch mean and biased variance normalise the batch, and the
+    moving averages are updated exactly as Keras does. [B, C] inputs are viewed as [B, 1, 1, C]. Inference,
+    synchronized (multi-replica) statistics, masks and renorm use the Keras path unchanged.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        rank = len(inputs.shape)
+        fused = (training is True and self.trainable and mask is None and not self.synchronized and not self.renorm
+                 and self.scale and self.center and rank in (2, 4) and self.axis in (-1, rank - 1))
+        if not fused:
+            return super().call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        x = inputs if rank == 4 else tf.reshape(inputs, (-1, 1, 1, channels))
+        if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
+            x = tf.cast(x, tf.float32)
+        y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=tf.cast(self.gamma, tf.float32), offset=tf.cast(self.beta, tf.float32),
+            mean=tf.constant([], tf.float32), variance=tf.constant([], tf.float32), epsilon=self.epsilon,
+            exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+        # The op returns the Bessel-corrected variance n / (n - 1) * var; Keras averages the biased one.
+        n = tf.cast(tf.size(x, out_type=tf.int64) // channels, tf.float32)
+        variance = variance * tf.maximum(n - 1.0, 0.0) / n
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+        if rank == 2:
+            y = tf.reshape(y, tf.shape(inputs))
+        return tf.cast(y, self.compute_dtype)
+
+
 def batch_norm(name: str | None = None) -> keras.layers.BatchNormalization:
-    """Batch norm as TF1's `batch_norm(decay=0.9, epsilon=1e-5, scale=True)`."""
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, scale=True, name=name)
+    """Batch norm as TF1's `batch_norm(decay=0.9, epsilon=1e-5, scale=True)`, trained with the fused op."""
+    return FusedBatchNorm(momentum=0.9, epsilon=1e-5, scale=True, name=name)
 
 
 def normalization(kind: str, name: str | None = None, axis=-1) -> keras.layers.Layer:
