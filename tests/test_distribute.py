@@ -157,29 +157,13 @@ def free_ports(n: int) -> list[int]:
 
 
 def test_two_workers_train_and_only_the_chief_writes(make_image_folder, tmp_path):
-    import tensorflow as tf
-
     from dcgan_tf.runs import load_run
 
-    folder = make_image_folder(n=16, size=16)  # batch 4: 4 steps
+    args, temp = _worker_args(make_image_folder, tmp_path)
     workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
-    temp = tmp_path / "worker_tmp"
-    temp.mkdir()
-    args = [sys.executable, "main.py", "--train", "--strategy", "multi_worker", "--dataset", folder.name,
-            "--data_dir", str(folder.parent), "--input_fname_pattern", "*.png", "--input_height", "16",
-            "--output_height", "16", "--z_dim", "8", "--gf_dim", "4", "--df_dim", "4", "--batch_size", "4",
-            "--epoch", "1", "--log_freq", "1", "--sample_freq", "2", "--ckpt_freq", "2", "--sample_num", "4",
-            "--out_dir", str(tmp_path / "out"), "--checkpoint_dir", str(tmp_path / "ck"),
-            "--sample_dir", str(tmp_path / "samples")]
     outputs = run_workers(args, workers, temp)
-    for code, out, err in outputs:
-        assert code == 0, err[-3000:]
-        assert "done: epoch 1, step 4" in out, out
+    _check_one_run_written(outputs, tmp_path, temp)
     run_dir = tmp_path / "ck" / "tiny_16x16"
-    assert sorted(os.listdir(run_dir)) == ["FLAGS.json", "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
-    assert tf.train.latest_checkpoint(str(run_dir)).endswith("ckpt-4")
-    assert os.listdir(temp) == []  # worker 1's copies were deleted
-    assert sorted(os.listdir(tmp_path / "samples" / "tiny_16x16")) == ["train_00000002.png", "train_00000004.png"]
     run = load_run(str(run_dir))  # restores under the default strategy
     assert run.step == 4 and run.config.strategy == "multi_worker"
     # Resuming where worker 1 cannot see the chief's checkpoints would train different weights: refused.
@@ -190,15 +174,59 @@ def test_two_workers_train_and_only_the_chief_writes(make_image_folder, tmp_path
     assert sorted(os.listdir(run_dir))[-1] == "ckpt-4.index"
 
 
-def run_workers(args, workers, temp, epochs=None):
-    """Runs `args` (or one argument list per worker) as workers 0 and 1. Returns [(returncode, stdout, stderr)]."""
+def test_a_chief_task_writes_and_the_worker_does_not(make_image_folder, tmp_path):
+    """TF_CONFIG with a "chief" task (as cluster managers write it): the chief, not worker 0, owns the files."""
+    args, temp = _worker_args(make_image_folder, tmp_path)
+    worker_args = [*args[:-1], str(tmp_path / "worker_samples")]  # where worker 0 would write its grids
+    chief, worker = (f"127.0.0.1:{p}" for p in free_ports(2))
+    outputs = run_workers([args, worker_args], {"chief": [chief], "worker": [worker]}, temp)
+    _check_one_run_written(outputs, tmp_path, temp)
+    assert not any(path.is_file() for path in (tmp_path / "worker_samples").rglob("*"))
+
+
+def _worker_args(make_image_folder, tmp_path):
+    """main.py --train --strategy multi_worker on a 16-image folder (batch 4: 4 steps), and a TMPDIR for it."""
+    folder = make_image_folder(n=16, size=16)
+    temp = tmp_path / "worker_tmp"
+    temp.mkdir()
+    args = [sys.executable, "main.py", "--train", "--strategy", "multi_worker", "--dataset", folder.name,
+            "--data_dir", str(folder.parent), "--input_fname_pattern", "*.png", "--input_height", "16",
+            "--output_height", "16", "--z_dim", "8", "--gf_dim", "4", "--df_dim", "4", "--batch_size", "4",
+            "--epoch", "1", "--log_freq", "1", "--sample_freq", "2", "--ckpt_freq", "2", "--sample_num", "4",
+            "--out_dir", str(tmp_path / "out"), "--checkpoint_dir", str(tmp_path / "ck"),
+            "--sample_dir", str(tmp_path / "samples")]
+    return args, temp
+
+
+def _check_one_run_written(outputs, tmp_path, temp):
+    """Both tasks finished the 4 steps and exactly one copy of the run (checkpoints, samples) was written."""
+    import tensorflow as tf
+
+    for code, out, err in outputs:
+        assert code == 0, err[-3000:]
+        assert "done: epoch 1, step 4" in out, out
+    run_dir = tmp_path / "ck" / "tiny_16x16"
+    assert sorted(os.listdir(run_dir)) == ["FLAGS.json", "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+    assert tf.train.latest_checkpoint(str(run_dir)).endswith("ckpt-4")
+    assert os.listdir(temp) == []  # the other task's copies were deleted
+    assert sorted(os.listdir(tmp_path / "samples" / "tiny_16x16")) == ["train_00000002.png", "train_00000004.png"]
+
+
+def run_workers(args, cluster, temp, epochs=None):
+    """Runs `args` (or one argument list per task) as the two tasks of `cluster`: a list of two worker addresses,
+    or {"chief": [address], "worker": [address]}. Returns [(returncode, stdout, stderr)], chief or worker 0 first.
+    """
     per_worker = args if isinstance(args[0], list) else [args, args]
+    if isinstance(cluster, list):
+        cluster, tasks = {"worker": cluster}, [("worker", 0), ("worker", 1)]
+    else:
+        tasks = [("chief", 0), ("worker", 0)]
     procs = []
     try:
-        for index, argv in enumerate(per_worker):
+        for (task_type, index), argv in zip(tasks, per_worker):
             if epochs:
                 argv = [*argv, "--epoch", epochs]
-            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+            tf_config = {"cluster": cluster, "task": {"type": task_type, "index": index}}
             env = {**ENV, "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(temp)}
             procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                           text=True))

@@ -17,6 +17,7 @@ from run_factory import make_run, tiny_config
 
 from dcgan_tf import evaluate
 from dcgan_tf.classifier import build_classifier, save_classifier, train_classifier
+from dcgan_tf.config import read_saved_flags
 from dcgan_tf.errors import FlagError
 from dcgan_tf.model import models_from_config
 
@@ -255,3 +256,14 @@ def test_eval_freq_logs_quality_to_tensorboard_during_training(tiny_data, tmp_pa
     events = EventAccumulator(result.paths.run_dir, size_guidance={"tensors": 0}).Reload()
     steps = [e.step for e in events.Tensors("fid")]
     assert steps == [3, 6, 9]
+
+
+def test_eval_freq_under_mirrored_strategy(tiny_data, tmp_path):
+    """The chief evaluates the replicated generator between distributed steps (one replica on this machine)."""
+    from dcgan_tf.train import train
+
+    cfg = dataclasses.replace(_config(tmp_path, tiny_data), epoch=1, batch_size=50, eval_freq=5, eval_samples=40,
+                              log_freq=100, sample_freq=100, ckpt_freq=100, input_height=SIZE, strategy="mirrored")
+    result = train(cfg)
+    assert result.step == 10 and read_saved_flags(result.paths)["strategy"] == "mirrored"
+    assert all(np.isfinite(result.metrics[tag]) for tag in ("fid", "kid", "classifier_score", "accuracy"))
