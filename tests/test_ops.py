@@ -93,3 +93,27 @@ def test_batch_norm_trains_with_one_fused_op():
         tf.TensorSpec((2, 4, 4, 3), tf.float32)).graph
     types = {op.type for op in graph.get_operations()}
     assert "FusedBatchNormV3" in types and "Mean" not in types
+
+
+def test_checkpoints_written_with_keras_batch_norm_restore_into_fused(monkeypatch, tmp_path):
+    """Runs saved before batch norm was fused (plain Keras layers) resume with every variable in place."""
+    from dcgan_tf import model
+
+    def keras_batch_norm(name=None):
+        return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, scale=True, name=name)
+
+    z = tf.random.normal((4, 8))
+    with monkeypatch.context() as patch:
+        patch.setattr(model, "batch_norm", keras_batch_norm)
+        old = model.Generator(16, 16, 3, gf_dim=4)
+    old(z, training=True)
+    for var in old.variables:
+        var.assign(tf.random.uniform(var.shape, 0.5, 1.5))
+    path = tf.train.Checkpoint(G=old).save(str(tmp_path / "ckpt"))
+    new = model.Generator(16, 16, 3, gf_dim=4)
+    new(z, training=True)
+    assert isinstance(new.bn0, FusedBatchNorm) and not isinstance(old.bn0, FusedBatchNorm)
+    tf.train.Checkpoint(G=new).restore(path).assert_consumed()
+    for a, b in zip(old.variables, new.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_allclose(new(z, training=False).numpy(), old(z, training=False).numpy(), atol=1e-6)
