@@ -25,6 +25,7 @@ from dcgan_tf.images import save_image_grid
 from dcgan_tf.latent import class_labels, sample_z
 from dcgan_tf.losses import discriminator_loss, discriminator_probability, generator_loss, gradient_penalty, interpolate
 from dcgan_tf.model import apply_discriminator, apply_generator, mixed_precision_policy, models_from_config
+from dcgan_tf.optimizers import FusedAdam
 from dcgan_tf.progress import ProgressBar
 
 SCALARS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake")
@@ -45,12 +46,13 @@ class TrainResult:
 
 
 def create_optimizers(cfg: TrainConfig, loss_scaling: bool = False):
-    """Adam for G and D with their own learning rates and beta1. Returns (g_optimizer, d_optimizer).
+    """Adam (fused, see optimizers.py) for G and D with their own learning rates and beta1.
 
-    With `loss_scaling` (float16 mixed precision) each is wrapped in its own LossScaleOptimizer.
+    Returns (g_optimizer, d_optimizer). With `loss_scaling` (float16 mixed precision) each is wrapped in its
+    own LossScaleOptimizer.
     """
-    g_opt = keras.optimizers.Adam(cfg.learning_rate_g, beta_1=cfg.beta1, name="g_adam")
-    d_opt = keras.optimizers.Adam(cfg.learning_rate_d, beta_1=cfg.beta1, name="d_adam")
+    g_opt = FusedAdam(cfg.learning_rate_g, beta_1=cfg.beta1, name="g_adam")
+    d_opt = FusedAdam(cfg.learning_rate_d, beta_1=cfg.beta1, name="d_adam")
     if loss_scaling:
         g_opt = keras.optimizers.LossScaleOptimizer(g_opt, name="g_loss_scale")
         d_opt = keras.optimizers.LossScaleOptimizer(d_opt, name="d_loss_scale")
