@@ -37,8 +37,10 @@ def seconds_per_call(f, *args, seconds: float = 1.0) -> float:
     return float(np.median(times))
 
 
-def conv_passes(batch: int, h: int, ci: int, co: int, data_format: str, seconds: float) -> list[float]:
-    """Seconds of (forward, backward-data, backward-weights) of a 5x5 stride-2 'SAME' convolution."""
+def conv_passes(batch: int, h: int, ci: int, co: int, data_format: str = "NHWC", seconds: float = 1.0,
+                dtype=tf.float32) -> list[float]:
+    """Seconds of (forward, backward-data, backward-weights) of a 5x5 stride-2 'SAME' convolution, each op on
+    its own with its inputs already in memory (median of repeats)."""
     out = (h + 1) // 2
     nhwc = data_format == "NHWC"
 
@@ -46,8 +48,8 @@ def conv_passes(batch: int, h: int, ci: int, co: int, data_format: str, seconds:
         return (batch, size, size, channels) if nhwc else (batch, channels, size, size)
 
     strides = [1, 2, 2, 1] if nhwc else [1, 1, 2, 2]
-    x, dy = tf.random.normal(shape(h, ci)), tf.random.normal(shape(out, co))
-    w = tf.random.normal((5, 5, ci, co), stddev=0.02)
+    x, dy = tf.cast(tf.random.normal(shape(h, ci)), dtype), tf.cast(tf.random.normal(shape(out, co)), dtype)
+    w = tf.cast(tf.random.normal((5, 5, ci, co), stddev=0.02), dtype)
     fwd = tf.function(lambda x, w: tf.nn.conv2d(x, w, strides, "SAME", data_format=data_format))
     bwd_data = tf.function(lambda dy, w: tf.raw_ops.Conv2DBackpropInput(
         input_sizes=list(shape(h, ci)), filter=w, out_backprop=dy, strides=strides, padding="SAME",

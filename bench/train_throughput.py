@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from conv_layers import conv_passes
 
 from dcgan_tf.config import TrainConfig
 from dcgan_tf.model import mixed_precision_policy, models_from_config
@@ -89,35 +90,15 @@ def conv_pass_counts(cfg: TrainConfig, c_dim: int) -> list[tuple[tuple[int, int,
     return [run for run in runs if run[2]]
 
 
-def conv_seconds(shape: tuple[int, int, int], kind: str, batch: int, dtype, seconds: float = 1.0) -> float:
-    """Seconds per run of one convolution op on its own (inputs already in memory), median of repeats."""
-    h, ci, co = shape
-    out = (h + 1) // 2
-    x = tf.cast(tf.random.normal((batch, h, h, ci)), dtype)
-    w = tf.cast(tf.random.normal((5, 5, ci, co), stddev=0.02), dtype)
-    dy = tf.cast(tf.random.normal((batch, out, out, co)), dtype)
-    strides = [1, 2, 2, 1]
-    if kind == "forward":
-        f, args = tf.function(lambda x, w: tf.nn.conv2d(x, w, strides, "SAME")), (x, w)
-    elif kind == "backward_data":
-        f, args = tf.function(lambda dy, w: tf.raw_ops.Conv2DBackpropInput(
-            input_sizes=[batch, h, h, ci], filter=w, out_backprop=dy, strides=strides, padding="SAME")), (dy, w)
-    else:
-        f, args = tf.function(lambda x, dy: tf.raw_ops.Conv2DBackpropFilter(
-            input=x, filter_sizes=[5, 5, ci, co], out_backprop=dy, strides=strides, padding="SAME")), (x, dy)
-    f(*args).numpy()
-    times, t_end = [], time.perf_counter() + seconds
-    while time.perf_counter() < t_end or len(times) < 3:
-        t0 = time.perf_counter()
-        f(*args).numpy()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def conv_bound(cfg: TrainConfig, c_dim: int, dtype) -> float:
     """Seconds per train step spent in its convolutions alone: the step time if everything else were free."""
-    return sum(runs * conv_seconds(shape, kind, cfg.batch_size, dtype)
-               for shape, kind, runs in conv_pass_counts(cfg, c_dim))
+    passes = ("forward", "backward_data", "backward_weights")  # the order of conv_layers.conv_passes
+    timings, total = {}, 0.0
+    for shape, kind, runs in conv_pass_counts(cfg, c_dim):
+        if shape not in timings:
+            timings[shape] = conv_passes(cfg.batch_size, *shape, dtype=dtype)
+        total += runs * timings[shape][passes.index(kind)]
+    return total
 
 
 def matmul_rate(dtype, n: int = 2048, trials: int = 5, seconds: float = 1.0) -> float:
