@@ -46,11 +46,17 @@ def conv_flops(h: int, ci: int, co: int) -> float:
     return 2.0 * K2 * out * out * ci * co
 
 
+def z_projection_flops(size: int, z_dim: int, gf: int) -> float:
+    """FLOPs of one image through G's first layer, the Dense projection of z to [s16, s16, gf * 8]."""
+    s16 = layer_sizes(size, size, 4)[4]
+    return 2.0 * z_dim * gf * 8 * s16[0] * s16[1]
+
+
 def dcgan_forward_flops(size: int, c_dim: int, z_dim: int, gf: int, df: int) -> tuple[float, float]:
     """FLOPs of one image through G and through D, from the layer shapes."""
     d_layers, g_layers = dcgan_conv_shapes(size, c_dim, gf, df)
     s16 = layer_sizes(size, size, 4)[4]
-    g = 2.0 * z_dim * gf * 8 * s16[0] * s16[1] + sum(conv_flops(*shape) for shape in g_layers)
+    g = z_projection_flops(size, z_dim, gf) + sum(conv_flops(*shape) for shape in g_layers)
     d = sum(conv_flops(*shape) for shape in d_layers) + 2.0 * s16[0] * s16[1] * df * 8
     return g, d
 
@@ -68,7 +74,7 @@ def train_step_flops(cfg: TrainConfig, c_dim: int) -> float:
     """
     g, d = dcgan_forward_flops(cfg.output_height, c_dim, cfg.z_dim, cfg.gf_dim, cfg.df_dim)
     d_first = conv_flops(*dcgan_conv_shapes(cfg.output_height, c_dim, cfg.gf_dim, cfg.df_dim)[0][0])
-    z_projection = 2.0 * cfg.z_dim * cfg.gf_dim * 8 * layer_sizes(cfg.output_height, cfg.output_height, 4)[4][0] ** 2
+    z_projection = z_projection_flops(cfg.output_height, cfg.z_dim, cfg.gf_dim)
     d_update = g + 2 * d + 2 * d + 2 * (d - d_first)
     g_update = (g + d) + d + g + (g - z_projection)
     return d_update + cfg.g_steps * g_update

@@ -37,10 +37,8 @@ def test_linear_and_batch_norm_settings():
 def _bn_pair(shape, dtype_policy=None):
     """A FusedBatchNorm and a Keras BatchNormalization with the same (non-trivial) weights and statistics."""
     rng = np.random.default_rng(0)
-    fused = batch_norm(name="fused")
+    fused = FusedBatchNorm(momentum=0.9, epsilon=1e-5, scale=True, name="fused", dtype=dtype_policy)
     plain = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, scale=True, name="plain", dtype=dtype_policy)
-    if dtype_policy is not None:
-        fused = FusedBatchNorm(momentum=0.9, epsilon=1e-5, scale=True, name="fused", dtype=dtype_policy)
     channels = shape[-1]
     weights = [rng.uniform(0.5, 2.0, channels), rng.normal(size=channels), rng.normal(size=channels),
                rng.uniform(0.5, 2.0, channels)]  # gamma, beta, moving mean, moving variance
