@@ -194,8 +194,8 @@ def detect_channels(paths: list[str]) -> int:
 def find_idx_folder(name: str, data_dir: str) -> str | None:
     """The first folder holding all four idx files of `name` (raw or .gz).
 
-    Searches `data_dir/<name>`, `data_dir/<name with _ as ->`, `data_dir` and
-    `/usr/share/datasets/<fashion-mnist|mnist>`.
+    Searches `data_dir/<name>`, `data_dir/<name with _ as ->` and `/usr/share/datasets/<fashion-mnist|mnist>`,
+    never `data_dir` itself: MNIST and Fashion-MNIST files have the same names, so loose ones could be either.
 
     Args:
       name: "mnist" or "fashion_mnist".
@@ -359,7 +359,8 @@ def _idx_candidates(name: str, data_dir: str) -> list[str]:
     system = "fashion-mnist" if "fashion" in name.lower() else "mnist"
     folders = [os.path.join(data_dir, n) for n in (name, name.replace("_", "-"), name.lower(),
                                                     name.lower().replace("_", "-"))]
-    folders += [data_dir, os.path.join(SYSTEM_DATASETS_DIR, system)]
+    # Never data_dir itself: MNIST and Fashion-MNIST share file names, so loose files there could be either.
+    folders.append(os.path.join(SYSTEM_DATASETS_DIR, system))
     return list(dict.fromkeys(os.path.normpath(f) for f in folders))
 
 

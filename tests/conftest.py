@@ -1,4 +1,5 @@
-"""Shared test fixtures: tiny image folders written to tmp_path, and the optional real data in ../shared/data."""
+"""Shared test fixtures: tiny image folders written to tmp_path, the repo's Fashion-MNIST (data/fashion-mnist) and
+the optional real data in ../shared/data."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from PIL import Image
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+# The Fashion-MNIST idx files shipped with the repository (the default --data_dir): always present.
+REPO_DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 
 _CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
 

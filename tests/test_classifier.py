@@ -2,17 +2,16 @@
 
 import json
 import os
-import pathlib
 
 import numpy as np
 import pytest
+from conftest import REPO_DATA
 from idx_files import write_idx
 
 from dcgan_tf import classifier as C
 from dcgan_tf.data import load_idx
 from dcgan_tf.errors import DcganError, FlagError
 
-SHARED_DATA = pathlib.Path(__file__).parents[1] / ".." / "shared" / "data"
 TINY = {"filters": 4, "feature_dim": 16}
 
 
@@ -160,11 +159,9 @@ def test_flag_validation_names_the_flag():
         C._validate_flags("mnist", 1, 0)
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(),
-                    reason=f"real Fashion-MNIST not found at {SHARED_DATA / 'fashion-mnist'}")
 def test_real_fashion_mnist_short_training():
-    train_images, train_labels = load_idx("fashion_mnist", str(SHARED_DATA), "train")
-    test_images, test_labels = load_idx("fashion_mnist", str(SHARED_DATA), "test")
+    train_images, train_labels = load_idx("fashion_mnist", str(REPO_DATA), "train")
+    test_images, test_labels = load_idx("fashion_mnist", str(REPO_DATA), "test")
     assert train_images.shape == (60000, 28, 28, 1) and test_images.shape == (10000, 28, 28, 1)
     assert set(np.unique(test_labels)) == set(range(10))
     model = C.train_classifier(train_images[:3000], train_labels[:3000], epochs=1, batch_size=64, seed=0)

@@ -1,15 +1,18 @@
-"""Tests of dcgan_tf.data on tiny images written to tmp_path, and (when present) on ../shared/data."""
+"""Tests of dcgan_tf.data on tiny images in tmp_path, the repo's Fashion-MNIST and (when present) ../shared/data."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import math
+import shutil
 import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO_DATA
 from idx_files import write_idx
 from PIL import Image
 
@@ -395,15 +398,40 @@ def test_tfds_dataset_is_used_when_no_folder_exists(tmp_path, monkeypatch):
     assert sorted(y.argmax(axis=1)) == sorted(examples["label"][:16])
 
 
+def test_idx_files_lying_loose_in_data_dir_are_never_taken(idx_folder, tmp_path):
+    """MNIST and Fashion-MNIST share file names: loose files in --data_dir could be either, so neither takes them."""
+    data_dir = tmp_path / "loose"
+    shutil.copytree(idx_folder, data_dir)  # MNIST-named decoys directly in --data_dir
+    assert data.find_idx_folder("fashion_mnist", str(data_dir)) is None
+    assert data.find_idx_folder("mnist", str(data_dir)) is None
+    # and a sibling mnist/ folder is never read as fashion_mnist
+    assert data.find_idx_folder("fashion_mnist", str(idx_folder.parent)) is None
+    assert data.find_idx_folder("mnist", str(idx_folder.parent)) == str(idx_folder)
+
+
 # ----------------------------------------------------------------------------------------------------------
-# Real data (../shared/data), skipped when absent
+# Real data: the repo's Fashion-MNIST (always there), ../shared/data (skipped when absent)
 
 
-def test_real_fashion_mnist(shared_data):
-    images, labels = data.load_idx("fashion_mnist", str(shared_data))
+def test_repo_fashion_mnist_is_the_default_data_dir():
+    cfg = TrainConfig(dataset="fashion_mnist", output_height=28)
+    assert cfg.data_dir == "./data"
+    found = data.find_idx_folder("fashion_mnist", str(REPO_DATA))
+    assert found == str(REPO_DATA / "fashion-mnist")
+    assert (REPO_DATA / "fashion-mnist" / "LICENSE").read_text().startswith("The MIT License")
+
+
+def test_repo_fashion_mnist_matches_the_shared_copy(shared_data):
+    for path in sorted((shared_data / "fashion-mnist").glob("*.gz")):
+        ours = REPO_DATA / "fashion-mnist" / path.name
+        assert hashlib.sha256(ours.read_bytes()).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest(), path
+
+
+def test_real_fashion_mnist():
+    images, labels = data.load_idx("fashion_mnist", str(REPO_DATA))
     assert images.shape == (70_000, 28, 28, 1) and labels.shape == (70_000,)
     np.testing.assert_array_equal(np.bincount(labels), [7_000] * 10)
-    info = data.load_train_data(TrainConfig(dataset="fashion_mnist", data_dir=str(shared_data),
+    info = data.load_train_data(TrainConfig(dataset="fashion_mnist", data_dir=str(REPO_DATA),
                                             output_height=28, train_size=256))
     assert (info.num_examples, info.steps_per_epoch, info.c_dim, info.y_dim) == (256, 4, 1, 10)
     x, y = next(iter(info.dataset))
