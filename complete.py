@@ -14,9 +14,11 @@ A conditional model (Fashion-MNIST) tries every class and keeps the best unless 
 Outputs go to --out_dir (completions/): one folder per image and summary.json. Every flag is in flags.md.
 """
 
+import sys
 
 from absl import app, flags
 
+from dcgan_tf import quiet
 from dcgan_tf.cli import exit_with
 
 FLAGS = flags.FLAGS
@@ -76,4 +78,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    quiet.hide_tensorflow_logs(sys.argv)  # before TensorFlow loads; --verbosity 1 shows its lines
     app.run(main)

@@ -17,11 +17,11 @@ Every flag is documented in flags.md.
 
 import math
 import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines; set it to 0 to see them
+import sys
 
 from absl import app, flags
 
+from dcgan_tf import quiet
 from dcgan_tf.cli import exit_with
 from dcgan_tf.config import (
     ARCHS,
@@ -170,4 +170,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    quiet.hide_tensorflow_logs(sys.argv)  # before TensorFlow loads; --verbosity 1 shows its lines
     app.run(main)

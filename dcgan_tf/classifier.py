@@ -28,6 +28,7 @@ from absl import app, flags
 
 from dcgan_tf.config import LABELLED_DATASETS, write_json_atomic
 from dcgan_tf.errors import DcganError, FlagError
+from dcgan_tf.progress import track
 
 NUM_CLASSES = 10
 WEIGHTS_FILE = "classifier.weights.h5"
@@ -143,7 +144,8 @@ def _check_labelled(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, *, epochs: int = 5, batch_size: int = 128,
                      seed: int = 0, learning_rate: float = 1e-3, model: Classifier | None = None,
-                     on_epoch_end: Callable[[int, dict], None] | None = None, **model_kwargs) -> Classifier:
+                     on_epoch_end: Callable[[int, dict], None] | None = None, show_progress: bool = False,
+                     **model_kwargs) -> Classifier:
     """Trains a classifier with Adam on softmax cross-entropy.
 
     Args:
@@ -157,6 +159,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, *, epochs: int = 5,
       model: a classifier to keep training; None builds a new one from model_kwargs and seed.
       on_epoch_end: called as on_epoch_end(epoch, {"loss": ..., "accuracy": ..., "seconds": ...}) with the
         epoch's mean training metrics.
+      show_progress: draw a progress bar over each epoch's images on stdout.
       **model_kwargs: Classifier constructor arguments (filters, feature_dim, dropout, num_classes).
 
     Returns:
@@ -167,11 +170,16 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, *, epochs: int = 5,
         model = build_classifier(seed=seed, **model_kwargs)
     train_step = make_train_step(model, keras.optimizers.Adam(learning_rate))
     rng = np.random.default_rng(seed)
+    num_images = images.shape[0]
     for epoch in range(epochs):
         start = time.time()
         order = rng.permutation(images.shape[0])
         sums = {"loss": 0.0, "accuracy": 0.0}
-        for i in range(0, len(order), batch_size):
+        starts = range(0, len(order), batch_size)
+        if show_progress:
+            starts = track(starts, num_images, prefix=f"epoch {epoch + 1}/{epochs} ",
+                           size=lambda i: min(batch_size, num_images - i))
+        for i in starts:
             idx = order[i:i + batch_size]
             metrics = train_step(images[idx], labels[idx])
             for k in sums:
@@ -293,7 +301,7 @@ def train_and_save(dataset: str, data_dir: str, *, epochs: int, batch_size: int,
             f"{m['seconds']:.1f}s")
 
     model = train_classifier(train_images, train_labels, epochs=epochs, batch_size=batch_size, seed=seed,
-                             on_epoch_end=log_epoch)
+                             on_epoch_end=log_epoch, show_progress=True)
     scores = classifier_scores(model, to_model_range(test_images), test_labels)
     log(f"test accuracy {scores['accuracy']:.4f}, test classifier score {scores['classifier_score']:.3f}")
     save_classifier(model, out, {"dataset": dataset, "epochs": epochs, "batch_size": batch_size, "seed": seed,

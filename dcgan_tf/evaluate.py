@@ -37,6 +37,7 @@ from dcgan_tf.config import LABELLED_DATASETS, RunPaths, TrainConfig, write_json
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.latent import class_labels, sample_z
 from dcgan_tf.model import apply_generator
+from dcgan_tf.progress import track
 from dcgan_tf.runs import load_run
 
 CLASSIFIER_SHAPE = (28, 28, 1)  # the only input the classifier takes
@@ -375,7 +376,9 @@ def evaluate_run(cfg: TrainConfig, *, num_samples: int | None = None, cache_dir:
     run_cfg = dataclasses.replace(cfg, z_dist=run.config.z_dist)  # sample z as the generator was trained
     evaluator = create_evaluator(run_cfg, c_dim=run.c_dim, y_dim=run.y_dim, cache_dir=cache_dir)
     num_samples = num_samples or cfg.num_eval_samples
-    scores = evaluator(run.generator, num_samples=num_samples, seed=cfg.seed)
+    batches = evaluator.generate(run.generator, num_samples=num_samples, seed=cfg.seed)
+    scores = evaluator.score_batches(track(batches, num_samples, prefix="evaluate ", size=lambda b: len(b[0])),
+                                     seed=cfg.seed)
     record = {"metrics": scores, "step": run.step, "num_samples": num_samples, "seed": cfg.seed,
               "extractor": evaluator.name, "dataset": cfg.dataset, "checkpoint": run.checkpoint_path,
               "reference": f"{evaluator.reference.source}, {evaluator.reference.num_images} images"}

@@ -23,6 +23,7 @@ from dcgan_tf.export import export_generator
 from dcgan_tf.images import save_image, save_image_grid
 from dcgan_tf.latent import class_labels, sample_z
 from dcgan_tf.model import apply_generator
+from dcgan_tf.progress import track
 from dcgan_tf.runs import load_run
 
 GRID_NAME = "test_grid.png"
@@ -111,7 +112,8 @@ def save_test_images(sampler: Sampler, sample_dir: str, *, n: int, seed: int = 0
       The paths written, single images first, the grid last.
     """
     paths, grid = [], []
-    for start, images, ids in sample_batches(sampler, n, seed=seed, label=label):
+    batches = track(sample_batches(sampler, n, seed=seed, label=label), n, prefix="generate ", size=lambda b: len(b[1]))
+    for start, images, ids in batches:
         for i, (image, class_id) in enumerate(zip(images, ids)):
             paths.append(save_image(image, os.path.join(sample_dir, numbered_name(start + i, n, class_id))))
         grid.extend(images[:max(grid_size - len(grid), 0)])

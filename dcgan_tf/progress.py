@@ -1,9 +1,17 @@
-"""A per-epoch progress line: step, img/s and losses; redrawn in place on a terminal, logged lines otherwise."""
+"""Progress lines: step, img/s and losses; redrawn in place on a terminal, logged lines otherwise.
+
+`ProgressBar` is the training loop's per-epoch bar; `track` wraps any loop over batches (generation,
+evaluation, the classifier's training) with one.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ProgressBar:
@@ -28,3 +36,26 @@ class ProgressBar:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+
+def track(items: Iterable[T], total: int, *, prefix: str = "", size: Callable[[T], int] = len,
+          stream=None, every_s: float = 5.0) -> Iterator[T]:
+    """Yields `items` unchanged and shows how many of `total` are done after each one is processed.
+
+    Args:
+      items: batches (or anything with a size).
+      total: the sum of the sizes of all items.
+      prefix: the bar's label, e.g. "generate ".
+      size: the number of things (images, examples) in one item; len by default.
+      stream: where the bar goes (default stdout).
+      every_s: off a terminal, a line at most every this many seconds (and at the end), not one per item.
+    """
+    bar = ProgressBar(total, prefix=prefix, stream=stream)
+    done, last = 0, time.perf_counter()
+    for item in items:
+        yield item
+        done += size(item)
+        now = time.perf_counter()
+        if bar.tty or done >= total or now - last >= every_s:
+            bar.update(min(done, total), {})
+            last = now
