@@ -1,16 +1,27 @@
-"""The progress line: counts, bar and values; one line per update off a terminal."""
+"""The progress lines: ProgressBar's format and `track` over batches."""
+
+from __future__ import annotations
 
 import io
 
-from dcgan_tf.progress import ProgressBar
+from dcgan_tf.progress import ProgressBar, track
 
 
-def test_progress_lines_off_a_terminal():
-    out = io.StringIO()
-    bar = ProgressBar(10, prefix="epoch 1/2 ", width=10, stream=out)
-    bar.update(5, {"img/s": 123.456, "g_loss": 0.5})
-    bar.update(10, {"img/s": 100.0})
-    lines = out.getvalue().splitlines()
-    assert len(lines) == 2
-    assert lines[0].startswith("epoch 1/2 5/10 [=====.....]") and "img/s 123.5" in lines[0]
-    assert "g_loss 0.5" in lines[0] and lines[1].startswith("epoch 1/2 10/10 [==========]")
+def test_progress_bar_format():
+    line = ProgressBar(10, prefix="epoch 1/2 ", width=10).format(5, {"d_loss": 1.23456})
+    assert line.startswith("epoch 1/2 5/10 [=====.....] ") and line.endswith("d_loss 1.235")
+
+
+def test_track_yields_items_unchanged_and_reports_the_total():
+    stream = io.StringIO()
+    batches = [list(range(4)), list(range(4)), list(range(2))]
+    seen = list(track(iter(batches), 10, prefix="generate ", stream=stream, every_s=3600))
+    assert seen == batches
+    lines = stream.getvalue().splitlines()
+    assert lines == [lines[-1]] and lines[-1].startswith("generate 10/10 [")  # off a terminal: the end only
+
+
+def test_track_reports_each_item_when_asked_every_time():
+    stream = io.StringIO()
+    list(track(iter([[1, 2], [3]]), 3, size=len, stream=stream, every_s=0))
+    assert [line.split(" [")[0] for line in stream.getvalue().splitlines()] == ["2/3", "3/3"]
