@@ -1,5 +1,7 @@
 r"""Fill the missing parts of images with a trained DCGAN (semantic inpainting, Yeh et al. 2017).
 
+With the run trained last (the newest run under --checkpoint_dir, default checkpoints/), as bamos:
+  python complete.py --imgs aligned/*
 Complete the centres of aligned images with a trained run (its checkpoint folder holds FLAGS.json; image
 size, channels, crop, z and the model come from there):
   python complete.py --checkpoint_dir checkpoints/celebA_64x64 --imgs aligned/*
@@ -22,7 +24,8 @@ from dcgan_tf import quiet
 from dcgan_tf.cli import exit_with
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint_dir", None, "A trained run's checkpoint folder, e.g. checkpoints/celebA_64x64.")
+flags.DEFINE_string("checkpoint_dir", "checkpoints",
+                    "A trained run's checkpoint folder, or a folder of runs (the newest is used).")
 flags.DEFINE_string("imgs", "", "Images: comma-separated paths, globs or folders (positional paths work too).")
 flags.DEFINE_string("out_dir", "completions", "Output folder: one sub-folder per image and summary.json.")
 # Masks

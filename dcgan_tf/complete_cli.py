@@ -48,7 +48,7 @@ from dcgan_tf.masks import (
     read_mask_file,
 )
 from dcgan_tf.progress import ProgressBar
-from dcgan_tf.runs import load_run
+from dcgan_tf.runs import find_run, load_run
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Settings that do not change a completion: a re-run may differ in them and still skip finished images.
@@ -60,7 +60,7 @@ OUTPUT_ONLY_FIELDS = ("checkpoint_dir", "imgs", "out_dir", "batch_size", "out_in
 class CompleteConfig:
     """Every setting of complete.py; field names are flag names."""
 
-    checkpoint_dir: str | None = None  # a run's checkpoint folder (holds FLAGS.json)
+    checkpoint_dir: str = "checkpoints"  # a run's checkpoint folder (holds FLAGS.json), or a parent of runs
     imgs: tuple[str, ...] = ()  # image paths, globs or folders (--imgs and positional arguments)
     out_dir: str = "completions"
     # Masks
@@ -94,8 +94,8 @@ class CompleteConfig:
     def validate(self) -> CompleteConfig:
         """Checks ranges, choices and combinations; raises FlagError naming the flag. Returns self."""
         if not self.checkpoint_dir:
-            raise FlagError("checkpoint_dir", "is required: a trained run's checkpoint folder, e.g. "
-                                              "checkpoints/fashion_mnist_28x28")
+            raise FlagError("checkpoint_dir", "is empty: give a run's checkpoint folder (e.g. "
+                                              "checkpoints/fashion_mnist_28x28) or a folder of runs")
         check_whole_numbers(self, ("n_iter", "batch_size", "num_restarts"))
         check_choice("mask_type", self.mask_type, MASK_TYPES)
         check_choice("half_side", self.half_side, HALF_SIDES)
@@ -350,10 +350,15 @@ def create_completer(cfg: CompleteConfig, run, batch_size: int) -> Completer:
 
 
 def load_checked_run(cfg: CompleteConfig):
-    """load_run, then --label checked against the run's classes."""
-    run = load_run(cfg.checkpoint_dir)
+    """load_run of the run `--checkpoint_dir` names (itself, or the newest run in it), --label checked."""
+    folder, runs = find_run(cfg.checkpoint_dir)
+    if len(runs) > 1:
+        logging.info("%d runs in %s; using the most recently written: %s", len(runs), cfg.checkpoint_dir, folder)
+    elif runs:
+        logging.info("using the run in %s: %s", cfg.checkpoint_dir, folder)
+    run = load_run(folder)
     if cfg.label is not None and not run.y_dim:
-        raise FlagError("label", f"the model in {cfg.checkpoint_dir} is not conditional; leave --label out")
+        raise FlagError("label", f"the model in {folder} is not conditional; leave --label out")
     if cfg.label is not None and not 0 <= cfg.label < run.y_dim:
         raise FlagError("label", f"must be a class in [0, {run.y_dim}), got {cfg.label}")
     return run

@@ -52,6 +52,34 @@ def read_run_flags(checkpoint_dir: str) -> dict:
         return json.load(f)
 
 
+def is_run_folder(folder: str) -> bool:
+    """Whether `folder` holds a trained run: its FLAGS.json and at least one checkpoint."""
+    return os.path.isfile(os.path.join(folder, "FLAGS.json")) and tf.train.latest_checkpoint(folder) is not None
+
+
+def find_run(checkpoint_dir: str) -> tuple[str, list[str]]:
+    """The run to use for `--checkpoint_dir`: the folder itself if it is a run, else the run folder inside it.
+
+    With several runs inside, the one whose latest checkpoint was written most recently is taken.
+
+    Returns:
+      (the run's checkpoint folder, every run folder found; [] when checkpoint_dir is itself a run).
+
+    Raises:
+      DcganError: no run in or at checkpoint_dir; the message says how to train one.
+    """
+    if is_run_folder(checkpoint_dir):
+        return checkpoint_dir, []
+    names = sorted(os.listdir(checkpoint_dir)) if os.path.isdir(checkpoint_dir) else []
+    runs = [os.path.join(checkpoint_dir, n) for n in names if is_run_folder(os.path.join(checkpoint_dir, n))]
+    if not runs:
+        raise DcganError(f"no trained run in {checkpoint_dir}: train one first (e.g. python main.py --dataset "
+                         "fashion_mnist --input_height 28 --output_height 28 --train) or point "
+                         "--checkpoint_dir at a run's folder")
+    newest = max(runs, key=lambda run: os.path.getmtime(tf.train.latest_checkpoint(run) + ".index"))
+    return newest, runs
+
+
 def load_run(checkpoint_dir: str, cfg: TrainConfig | None = None, *, use_ema: bool = True) -> TrainedRun:
     """Builds the saved run's networks and restores their latest weights.
 
@@ -75,4 +103,4 @@ def load_run(checkpoint_dir: str, cfg: TrainConfig | None = None, *, use_ema: bo
     return TrainedRun(G, D, saved_cfg, flags, path, checkpoint_dir)
 
 
-__all__ = ["TrainedRun", "load_run", "read_run_flags", "create_checkpoint"]
+__all__ = ["TrainedRun", "find_run", "is_run_folder", "load_run", "read_run_flags", "create_checkpoint"]

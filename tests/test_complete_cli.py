@@ -13,6 +13,7 @@ from run_factory import make_run
 
 from dcgan_tf.complete_cli import CompleteConfig, output_names, resolve_image_paths, run_completion
 from dcgan_tf.errors import DcganError, FlagError
+from dcgan_tf.runs import find_run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SIZE = 8
@@ -148,7 +149,7 @@ def test_conditional_model_uses_the_label(tmp_path, images):
 
 
 def test_bad_input_gives_one_line_errors(run_dir, images, tmp_path):
-    with pytest.raises(DcganError, match="no trained checkpoint in"):
+    with pytest.raises(DcganError, match="no trained run in .*nothing: train one first"):
         run_completion(config(str(tmp_path / "nothing"), images, tmp_path))
     with pytest.raises(FlagError, match="--imgs: no images matched"):
         run_completion(config(run_dir, [str(tmp_path / "*.png")], tmp_path))
@@ -168,8 +169,9 @@ def test_flags_are_validated_by_name(flag, value):
 
 
 def test_mask_flag_combinations(tmp_path):
-    with pytest.raises(FlagError, match="^--checkpoint_dir: is required"):
-        CompleteConfig().validate()
+    assert CompleteConfig().checkpoint_dir == "checkpoints"
+    with pytest.raises(FlagError, match="^--checkpoint_dir: is empty"):
+        CompleteConfig(checkpoint_dir="").validate()
     with pytest.raises(FlagError, match="^--mask_type: file needs"):
         CompleteConfig(checkpoint_dir="x", mask_type="file").validate()
     with pytest.raises(FlagError, match="^--mask: is only read with --mask_type file"):
@@ -202,3 +204,37 @@ def test_script_prints_one_line_error_and_exits_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "error: --center_scale: must be in (0, 0.5), got 0.7"
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# --checkpoint_dir: a run, or a folder of runs (bamos' `complete.py --imgs aligned/*`)
+
+
+def test_design_card_command_uses_the_one_run_in_checkpoints(tmp_path, images):
+    make_run(tmp_path, size=SIZE)  # tmp_path/checkpoints/tiny_8x8, the only run
+    (tmp_path / "checkpoints" / "classifier_fashion_mnist").mkdir()  # not a run: ignored
+    proc = subprocess.run([sys.executable, str(ROOT / "complete.py"), "--imgs", images[0], "--n_iter", "2"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "using the run in checkpoints: checkpoints/tiny_8x8" in proc.stderr
+    assert (tmp_path / "completions" / "a" / "completion.png").is_file()
+
+
+def test_several_runs_take_the_most_recently_written_and_say_which(tmp_path, images, caplog):
+    for name, mtime in (("newer", 2_000_000_000), ("older", 1_000_000_000)):
+        _, paths, _, _ = make_run(tmp_path, size=SIZE, out_name=name)
+        for f in os.listdir(paths.checkpoint_dir):
+            os.utime(os.path.join(paths.checkpoint_dir, f), (mtime, mtime))
+    caplog.set_level("INFO")
+    summary = run_completion(config(str(tmp_path / "checkpoints"), images[:1], tmp_path / "out"))
+    assert os.path.dirname(summary["settings"]["checkpoint"]) == str(tmp_path / "checkpoints" / "newer")
+    assert f"2 runs in {tmp_path / 'checkpoints'}; using the most recently written: " in caplog.text
+    assert find_run(str(tmp_path / "checkpoints" / "older")) == (str(tmp_path / "checkpoints" / "older"), [])
+
+
+def test_no_run_is_one_line_saying_how_to_train_one(tmp_path, images):
+    (tmp_path / "checkpoints" / "empty").mkdir(parents=True)
+    with pytest.raises(DcganError, match="^no trained run in .*checkpoints: train one first .*main.py"):
+        run_completion(config(str(tmp_path / "checkpoints"), images[:1], tmp_path / "out"))
+    with pytest.raises(DcganError, match="^no trained run in .*nowhere"):
+        find_run(str(tmp_path / "nowhere"))
