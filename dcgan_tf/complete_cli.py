@@ -185,11 +185,35 @@ def output_names(paths: list[str]) -> list[str]:
 
 
 def _image_loader(run):
-    """load_image with the run's settings: the same size, crop and channels as in training."""
+    """load_image with the run's settings: the same size, crop and channels as in training.
+
+    A run trained with --crop takes images that are already at its output size as they are (bamos completed
+    64x64 aligned faces with a model trained on 108-pixel crops) and logs it; others are cropped as in training.
+    """
     cfg = run.config
-    return lambda path, c_dim=run.c_dim: load_image(
-        path, c_dim=c_dim, output_height=cfg.output_height, output_width=cfg.output_width, crop=cfg.crop,
-        input_height=cfg.input_height, input_width=cfg.input_width)
+    out_size = (cfg.output_width, cfg.output_height)
+
+    def load(path: str, c_dim: int = run.c_dim) -> np.ndarray:
+        crop = cfg.crop and _image_size(path) != out_size
+        if cfg.crop and not crop and c_dim == run.c_dim:  # masks at the image's size are loaded quietly
+            logging.info("%s is already %dx%d, the model's output size: used as it is, without the %dx%d crop",
+                         path, cfg.output_height, cfg.output_width, cfg.input_height, cfg.input_width or
+                         cfg.input_height)
+        return load_image(path, c_dim=c_dim, output_height=cfg.output_height, output_width=cfg.output_width,
+                          crop=crop, input_height=cfg.input_height, input_width=cfg.input_width)
+
+    return load
+
+
+def _image_size(path: str) -> tuple[int, int] | None:
+    """(width, height) as displayed (EXIF rotation applied), from the header only; None if unreadable."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            rotated = img.getexif().get(0x0112) in (5, 6, 7, 8)  # Orientation: a quarter turn
+    except Exception:  # load_image reports unreadable files, naming them
+        return None
+    return (height, width) if rotated else (width, height)
 
 
 def find_mask_file(mask_dir: str, item: Item) -> str:

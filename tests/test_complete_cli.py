@@ -238,3 +238,15 @@ def test_no_run_is_one_line_saying_how_to_train_one(tmp_path, images):
         run_completion(config(str(tmp_path / "checkpoints"), images[:1], tmp_path / "out"))
     with pytest.raises(DcganError, match="^no trained run in .*nowhere"):
         find_run(str(tmp_path / "nowhere"))
+
+
+def test_a_crop_run_takes_images_already_at_its_output_size_as_they_are(tmp_path, images, caplog):
+    _, paths, _, _ = make_run(tmp_path, size=SIZE, crop=True, input_height=16)  # trained on 16x16 centre crops
+    caplog.set_level("INFO")
+    # b.png is 8x8 (the output size): used as it is; a.png is 12x10, smaller than the crop: skipped as before
+    summary = run_completion(config(paths.checkpoint_dir, images[:2], tmp_path / "out"))
+    assert list(summary["images"]) == ["b"] and [s["path"] for s in summary["skipped"]] == [images[0]]
+    assert "smaller than the crop" in summary["skipped"][0]["error"]
+    assert f"{images[1]} is already 8x8, the model's output size: used as it is, without the 16x16 crop" in caplog.text
+    written = read_png(tmp_path / "out" / "b" / "input.png")  # the 8x8 grayscale image in the run's 3 channels
+    np.testing.assert_array_equal(written, np.repeat(read_png(images[1])[..., None], 3, axis=-1))
