@@ -294,7 +294,9 @@ def _load_tfds_data(cfg: TrainConfig, folder: str, seed: int) -> DataInfo:
     """A TensorFlow Datasets dataset named --dataset (downloaded on first use); feature `image`, `label`."""
     searched = (f"no folder {folder} (check --data_dir {cfg.data_dir!r} and --dataset {cfg.dataset!r})")
     split = "train"
-    ds, info = _tfds_load(cfg.dataset, split, searched)
+    hint = (f"; make the folder: put your images in {folder}, or crop faces from photos with "
+            f"`python -m dcgan_tf.prepare --input raw/ --output {folder}`")
+    ds, info = _tfds_load(cfg.dataset, split, searched, hint=hint)
     features = info.features
     if "image" not in features:
         raise FlagError("dataset", f"{searched}, and the TFDS dataset {cfg.dataset!r} has no 'image' feature")
@@ -326,8 +328,9 @@ def _tfds_y_dim(cfg: TrainConfig, features: Any) -> int:
     return cfg.y_dim
 
 
-def _tfds_load(name: str, split: str, searched: str) -> tuple[tf.data.Dataset, Any]:
-    """tfds.load(name, split=split, with_info=True), its failures turned into one-line errors."""
+def _tfds_load(name: str, split: str, searched: str, *, hint: str = "") -> tuple[tf.data.Dataset, Any]:
+    """tfds.load(name, split=split, with_info=True), its failures turned into one-line errors (`hint` ends the
+    error of a name TFDS does not know)."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
@@ -336,7 +339,7 @@ def _tfds_load(name: str, split: str, searched: str) -> tuple[tf.data.Dataset, A
         logging.info("Loading %r with tensorflow_datasets (downloaded on first use)", name)
         return tfds.load(name, split=split, with_info=True, shuffle_files=False)
     except tfds.core.DatasetNotFoundError as e:
-        raise FlagError("dataset", f"{searched}, and TensorFlow Datasets has no dataset named {name!r}") from e
+        raise FlagError("dataset", f"{searched}, and TensorFlow Datasets has no dataset named {name!r}{hint}") from e
     except Exception as e:  # network, disk and checksum failures alike
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise DcganError(f"--dataset {name}: {searched}, and tensorflow_datasets could not load it "

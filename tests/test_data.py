@@ -373,6 +373,17 @@ def test_malformed_idx_files_name_the_file(idx_folder):
         data.load_idx("mnist", str(idx_folder.parent))
 
 
+def test_a_missing_folder_says_how_to_make_one(tmp_path):
+    """carpedm20's `--dataset faces --train` with no data/faces: one line naming the folder and prepare."""
+    cfg = TrainConfig(dataset="faces", data_dir=str(tmp_path / "data"), output_height=8)
+    with pytest.raises(FlagError) as e:
+        data.load_train_data(cfg)
+    folder = tmp_path / "data" / "faces"
+    message = str(e.value)
+    assert message.startswith(f"--dataset: no folder {folder}") and "\n" not in message
+    assert message.endswith(f"`python -m dcgan_tf.prepare --input raw/ --output {folder}`")
+
+
 def test_tfds_dataset_is_used_when_no_folder_exists(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     examples = {"image": rng.integers(0, 256, (20, 12, 12, 1), dtype=np.uint8),
@@ -383,7 +394,7 @@ def test_tfds_dataset_is_used_when_no_folder_exists(tmp_path, monkeypatch):
         splits={"train": types.SimpleNamespace(num_examples=20)})
     calls = []
 
-    def fake_load(name, split, searched):
+    def fake_load(name, split, searched, hint=""):
         calls.append((name, split))
         return tf.data.Dataset.from_tensor_slices(examples), info
 
