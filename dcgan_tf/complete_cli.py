@@ -34,7 +34,7 @@ from dcgan_tf.completion import APPROACHES, LOSS_NAMES, Completer, psnr, ssim
 from dcgan_tf.config import write_json_atomic, write_text_atomic
 from dcgan_tf.data import load_image
 from dcgan_tf.errors import DcganError, FlagError, check_choice, check_range, check_whole_numbers
-from dcgan_tf.images import make_grid, save_gif, save_image
+from dcgan_tf.images import as_written, make_grid, save_gif, save_image
 from dcgan_tf.masks import (
     HALF_SIDES,
     MASK_TYPES,
@@ -304,7 +304,7 @@ def finish_item(item: Item, i: int, result, cfg: CompleteConfig, keep: np.ndarra
     """Blends, scores and writes one image's files; result.json goes last. Returns the image's record."""
     folder = os.path.join(cfg.out_dir, item.name)
     blend = PoissonBlender(keep) if cfg.blend == "poisson" else (lambda y, g: paste(y, g, keep))
-    completion = blend(item.image, result.generated[i])
+    completion = as_written(blend(item.image, result.generated[i]))  # scored exactly as completion.png holds it
     save_image(item.image, os.path.join(folder, "input.png"))
     save_image(masked_view(item.image, item.known, pool), os.path.join(folder, "masked.png"))
     save_image(item.known * 2.0 - 1.0, os.path.join(folder, "mask.png"))

@@ -307,6 +307,13 @@ def _concatenate(parts: list[Completion]) -> Completion:
                       snapshots=cat("snapshots", axis=1))
 
 
+def default_keep(masks) -> np.ndarray:
+    """The pixels a completion keeps from its input: the known ones, none where no pixel is missing."""
+    masks = np.asarray(masks, np.float32)  # [N, H, W, 1]
+    no_hole = np.all(masks >= 1.0, axis=(1, 2, 3), keepdims=True)  # full and lowres masks
+    return np.where(no_hole, 0.0, masks).astype(np.float32)
+
+
 def complete(G, D, images, masks, *, labels=None, z_dim: int, y_dim: int = 0, z_dist: str = "uniform_signed",
              loss: str = "gan", lam: float = 0.1, approach: str = "momentum", n_iter: int = 1000, lr: float = 0.01,
              momentum: float = 0.9, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
@@ -320,7 +327,9 @@ def complete(G, D, images, masks, *, labels=None, z_dim: int, y_dim: int = 0, z_
       images: [N, H, W, C] in [-1, 1].
       masks: [N, H, W, 1], 1 = known (the contextual loss's mask).
       labels: [N] class ids for a conditional model; None tries every class.
-      keep: [N, H, W, 1] pixels the output keeps from `images` (default: masks; zeros for full/lowres).
+      keep: [N, H, W, 1] pixels the output keeps from `images`. Default: the mask of each image that has a hole,
+        and zeros for an image whose mask has none (full, lowres: every pixel known), whose output is then G(z),
+        as complete.py writes it.
       blend: "poisson" or "none" (paste).
       Other arguments: see Completer and Completer.__call__.
 
@@ -332,8 +341,8 @@ def complete(G, D, images, masks, *, labels=None, z_dim: int, y_dim: int = 0, z_
                           weighted_mask=weighted_mask, window=window, pool=pool)
     result = completer(images, masks, labels, seeds=seeds, n_iter=n_iter, num_restarts=num_restarts,
                        snapshot_every=snapshot_every, on_progress=on_progress)
-    keep = masks if keep is None else keep
-    result.images = blend_images(np.asarray(images, np.float32), result.generated, np.asarray(keep), blend)
+    keep = default_keep(masks) if keep is None else np.asarray(keep)
+    result.images = blend_images(np.asarray(images, np.float32), result.generated, keep, blend)
     return result
 
 

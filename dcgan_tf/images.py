@@ -15,6 +15,11 @@ def to_uint8(images) -> np.ndarray:
     return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def as_written(images) -> np.ndarray:
+    """The float32 images in [-1, 1] that a PNG written by `save_image` holds: clipped and rounded to 8 bits."""
+    return to_uint8(images).astype(np.float32) / 127.5 - 1.0
+
+
 def grid_shape(n: int, cols: int | None = None) -> tuple[int, int]:
     """(rows, cols) for n images: `cols` columns, or the most square layout; any n works (no square assert)."""
     if n < 1:

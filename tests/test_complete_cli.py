@@ -12,6 +12,8 @@ from PIL import Image
 from run_factory import make_run
 
 from dcgan_tf.complete_cli import CompleteConfig, output_names, resolve_image_paths, run_completion
+from dcgan_tf.completion import psnr, ssim
+from dcgan_tf.data import load_image
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.runs import find_run
 
@@ -250,3 +252,14 @@ def test_a_crop_run_takes_images_already_at_its_output_size_as_they_are(tmp_path
     assert f"{images[1]} is already 8x8, the model's output size: used as it is, without the 16x16 crop" in caplog.text
     written = read_png(tmp_path / "out" / "b" / "input.png")  # the 8x8 grayscale image in the run's 3 channels
     np.testing.assert_array_equal(written, np.repeat(read_png(images[1])[..., None], 3, axis=-1))
+
+
+def test_scores_are_those_of_the_written_completion(run_dir, images, tmp_path):
+    """psnr_hole / ssim_hole in result.json are computed on completion.png itself (clipped, 8-bit)."""
+    run_completion(config(run_dir, images[:1], tmp_path, n_iter=2))
+    record = json.loads((tmp_path / "a" / "result.json").read_text())
+    written = read_png(tmp_path / "a" / "completion.png").astype(np.float32) / 127.5 - 1.0
+    image = load_image(images[0], c_dim=3, output_height=SIZE, output_width=SIZE)  # as complete.py loads it
+    hole = 1.0 - read_png(tmp_path / "a" / "mask.png")[..., None] / 255.0
+    assert record["psnr_hole"] == pytest.approx(psnr(image, written, hole), rel=1e-6)
+    assert record["ssim_hole"] == pytest.approx(ssim(image, written, hole), rel=1e-6)

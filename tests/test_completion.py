@@ -200,6 +200,19 @@ def test_known_pixels_unchanged_in_output(toy, blend):
     np.testing.assert_allclose(result.images[keep], images[keep], atol=1e-6)
 
 
+@pytest.mark.parametrize("blend", ["poisson", "none"])
+def test_a_mask_with_no_hole_outputs_the_generated_image_by_default(toy, blend):
+    """full / lowres masks know every pixel: keep=None must keep none of them, as complete.py does."""
+    G, D, images, masks, _ = toy
+    full = np.ones_like(masks)
+    mixed = np.concatenate([full[:1], masks[1:]])  # one image without a hole, the others with one
+    result = complete(G, D, images, mixed, z_dim=Z_DIM, n_iter=3, blend=blend)
+    np.testing.assert_allclose(result.images[0], result.generated[0], atol=1e-5)
+    assert np.abs(result.images[0] - images[0]).max() > 0.05  # not the input returned unchanged
+    keep = np.broadcast_to(mixed[1:] > 0, images[1:].shape)
+    np.testing.assert_allclose(result.images[1:][keep], images[1:][keep], atol=1e-6)
+
+
 def test_restarts_keep_the_lowest_final_loss(toy):
     G, D, images, masks, _ = toy
     completer = Completer(G, D, batch_size=4, z_dim=Z_DIM, approach="adam", lr=0.05)
