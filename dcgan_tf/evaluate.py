@@ -64,7 +64,7 @@ class RealReference:
     features: np.ndarray  # [K, D] seeded subsample of the features, for KID
     scores: dict[str, float]  # classifier_score (and accuracy) of the real images; {} without a classifier
     num_images: int
-    source: str  # e.g. "fashion_mnist test split"
+    source: str  # e.g. "fashion_mnist test split (held out: the run trained with --idx_split train)"
 
 
 class Evaluator:
@@ -278,7 +278,9 @@ def load_reference(cfg: TrainConfig, extractor: metrics.FeatureExtractor, image_
 def reference_source(cfg: TrainConfig) -> str:
     """Which real images the reference holds, in words (it goes into the cache key and eval.json)."""
     if _is_idx_dataset(cfg):
-        return f"{cfg.dataset.lower()} test split"
+        if cfg.idx_split == "train":
+            return f"{cfg.dataset.lower()} test split (held out: the run trained with --idx_split train)"
+        return f"{cfg.dataset.lower()} test split (not held out: the run also trained on it, --idx_split all)"
     return f"{cfg.dataset} training images (at most {REAL_IMAGES})"
 
 
@@ -373,7 +375,8 @@ def evaluate_run(cfg: TrainConfig, *, num_samples: int | None = None, cache_dir:
     """
     paths = RunPaths.from_config(cfg)
     run = load_run(paths.checkpoint_dir, cfg)
-    run_cfg = dataclasses.replace(cfg, z_dist=run.config.z_dist)  # sample z as the generator was trained
+    # sample z as the generator was trained; name the reference by what the run trained on
+    run_cfg = dataclasses.replace(cfg, z_dist=run.config.z_dist, idx_split=run.config.idx_split)
     evaluator = create_evaluator(run_cfg, c_dim=run.c_dim, y_dim=run.y_dim, cache_dir=cache_dir)
     num_samples = num_samples or cfg.num_eval_samples
     batches = evaluator.generate(run.generator, num_samples=num_samples, seed=cfg.seed)

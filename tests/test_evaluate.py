@@ -119,7 +119,8 @@ def test_real_test_set_against_itself_scores_zero_fid(evaluator):
     # Unbiased KID of a set against itself is slightly negative: it drops the k(x, x) terms of one side only.
     assert abs(real["kid"]) < 0.1 * ev(untrained, num_samples=200)["kid"]
     assert real["accuracy"] == ev.reference.scores["accuracy"] > 0.9
-    assert ev.reference.num_images == 200 and ev.reference.source == "fashion_mnist test split"
+    assert ev.reference.num_images == 200
+    assert ev.reference.source == "fashion_mnist test split (not held out: the run also trained on it, --idx_split all)"
 
 
 def test_wrong_image_shape_is_refused(evaluator):
@@ -223,6 +224,18 @@ def test_evaluate_run_writes_eval_json(tiny_data, tmp_path):
     assert written["extractor"].startswith("classifier_")
     assert set(written["metrics"]) == {"fid", "kid", "kid_std", "classifier_score", "accuracy"}
     assert evaluate.evaluate_run(cfg, num_samples=20)["num_samples"] == 20
+    assert written["reference"] == ("fashion_mnist test split (not held out: the run also trained on it, "
+                                    "--idx_split all), 200 images")
+
+
+def test_eval_json_says_when_the_test_split_was_held_out(tiny_data, tmp_path):
+    cfg, paths, _, _ = make_run(tmp_path, conditional=True, size=SIZE, c_dim=1, idx_split="train",
+                                dataset="fashion_mnist", data_dir=str(tiny_data / "data"),
+                                classifier_dir=str(tiny_data / "classifier"), num_eval_samples=20)
+    # this command's --idx_split is not what counts: the saved run's is
+    record = evaluate.evaluate_run(dataclasses.replace(cfg, idx_split="all"))
+    assert record["reference"].startswith("fashion_mnist test split (held out: the run trained with --idx_split "
+                                          "train)")
 
 
 def test_real_floor_is_far_below_an_untrained_generator(tiny_data, evaluator):
