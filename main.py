@@ -4,13 +4,13 @@ Train on a folder of images (`--data_dir/--dataset`, sub-folders too):
   python main.py --dataset faces --input_height 96 --output_height 48 --crop --train --epoch 300 \
       --input_fname_pattern "*.jpg"
 Train the conditional model on Fashion-MNIST (idx files in --data_dir, Debian's package or tfds):
-  python main.py --dataset fashion_mnist --data_dir ../shared/data --input_height 28 --output_height 28 --train
+  python main.py --dataset fashion_mnist --input_height 28 --output_height 28 --train
 Watch it:
   tensorboard --logdir out/
 Train on every GPU of this machine (--batch_size is the global batch; README "Scaling out"):
   python main.py --dataset celebA --train --strategy mirrored --batch_size 256
 Use the trained model (same --dataset and sizes find the same run):
-  python main.py --dataset fashion_mnist --data_dir ../shared/data --input_height 28 --output_height 28
+  python main.py --dataset fashion_mnist --input_height 28 --output_height 28
 
 Every flag is documented in flags.md.
 """

@@ -5,7 +5,7 @@ Prints the test accuracy and training time, then the "floor" every generator is 
 score of the test set. Saves the classifier to checkpoints/classifier_fashion_mnist for later metric runs.
 
 Usage, from the project root:
-    python bench/classifier.py [DATA_DIR]    # DATA_DIR defaults to ../shared/data
+    python bench/classifier.py [DATA_DIR]    # DATA_DIR defaults to the repo's data/
 """
 
 import pathlib
@@ -51,7 +51,7 @@ def floor(model, train_images, test_images, test_labels) -> dict:
 
 
 def main():
-    data_dir = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / ".." / "shared" / "data")
+    data_dir = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "data")  # the repo's Fashion-MNIST
     print(f"training {EPOCHS} epochs, batch {BATCH_SIZE}, seed {SEED} on fashion_mnist from {data_dir}")
     model, (train_images, _), (test_images, test_labels), seconds = train(data_dir)
     start = time.time()

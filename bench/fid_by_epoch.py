@@ -4,10 +4,10 @@ Trains with `dcgan_tf.train.train` one epoch at a time (each call resumes the ru
 measures `--num_samples` generated images against the 10k Fashion-MNIST test images with the classifier's
 features. Starts with the real floor (10k real train images measured the same way) and ends with a table.
 
-Needs the classifier (`python -m dcgan_tf.classifier --dataset fashion_mnist --data_dir ../shared/data`,
+Needs the classifier (`python -m dcgan_tf.classifier --dataset fashion_mnist`,
 about 75 s). One epoch takes about 2-5 minutes on 2 CPU cores.
 
-  python bench/fid_by_epoch.py [--epochs 5] [--num_samples 10000] [--data_dir ../shared/data] [--out DIR]
+  python bench/fid_by_epoch.py [--epochs 5] [--num_samples 10000] [--out DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5, help="epochs to train and measure")
     parser.add_argument("--num_samples", type=int, default=10_000, help="generated images per measurement")
-    parser.add_argument("--data_dir", default="../shared/data", help="folder holding fashion-mnist/")
+    parser.add_argument("--data_dir", default="data", help="folder holding fashion-mnist/")
     parser.add_argument("--classifier_dir", default="checkpoints/classifier_fashion_mnist")
     parser.add_argument("--out", default="", help="run folder (resumed if it holds a run); default: a temp folder")
     parser.add_argument("--seed", type=int, default=0)

@@ -6,7 +6,7 @@ Each recipe is one `main.py --train` command run in its own process with `--max_
 (domain FID, KID) and the classifier's accuracy on the requested labels. A run trained with --g_ema is measured
 twice: with its averaged generator (what the tool uses) and with the raw one.
 
-Needs the classifier (`python -m dcgan_tf.classifier --dataset fashion_mnist --data_dir ../shared/data`).
+Needs the classifier (`python -m dcgan_tf.classifier --dataset fashion_mnist`).
 
   python bench/recipes.py --minutes 18 --recipes plain,tuned       # the README's recipe table
   python bench/recipes.py --minutes 4 --recipes gan,lsgan,wgan-gp  # the losses, each with and without EMA
@@ -48,7 +48,7 @@ def parse_args() -> argparse.Namespace:
                         help=f"comma-separated: {', '.join(RECIPES)}, or name=--flag value ... for an ad-hoc one")
     parser.add_argument("--minutes", type=float, default=18.0, help="wall-clock budget of each run (--max_minutes)")
     parser.add_argument("--num_samples", type=int, default=10_000, help="generated images per measurement")
-    parser.add_argument("--data_dir", default=os.path.join(ROOT, "..", "shared", "data"))
+    parser.add_argument("--data_dir", default=os.path.join(ROOT, "data"))  # the repo's Fashion-MNIST
     parser.add_argument("--classifier_dir", default=os.path.join(ROOT, "checkpoints", "classifier_fashion_mnist"))
     parser.add_argument("--out", default="", help="folder for the runs; default: a new temporary folder")
     parser.add_argument("--eval_only", action="store_true", help="measure the runs already in --out")

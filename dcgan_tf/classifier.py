@@ -5,7 +5,7 @@ give an Inception-Score-like classifier score and, for the conditional model, th
 against the labels they were asked for.
 
 Train one and save it (prints the test accuracy):
-    python -m dcgan_tf.classifier --dataset fashion_mnist --data_dir ../shared/data --epochs 5 \
+    python -m dcgan_tf.classifier --dataset fashion_mnist --epochs 5 \
         --classifier_out checkpoints/classifier_fashion_mnist
 
 A saved classifier is a folder holding `classifier.weights.h5` and `classifier.json` (architecture, training
