@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installing it
 
 from dcgan_tf import classifier, metrics  # noqa: E402
-from dcgan_tf.data import load_idx  # noqa: E402
+from dcgan_tf.datasets import load_idx  # noqa: E402
 
 EPOCHS = 5
 BATCH_SIZE = 128

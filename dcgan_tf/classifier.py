@@ -27,6 +27,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from dcgan_tf.config import LABELLED_DATASETS, write_json_atomic
+from dcgan_tf.datasets import load_idx
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.progress import track
 
@@ -290,7 +291,6 @@ def load_classifier(path: str) -> Classifier:
 def train_and_save(dataset: str, data_dir: str, *, epochs: int, batch_size: int, seed: int, out: str,
                    log: Callable[[str], None] = print) -> dict[str, float]:
     """Trains on the train split, reports test accuracy, saves to out; returns the test scores."""
-    from dcgan_tf.data import load_idx  # here, so importing the classifier does not load the data pipeline
 
     train_images, train_labels = load_idx(dataset, data_dir, "train")
     test_images, test_labels = load_idx(dataset, data_dir, "test")

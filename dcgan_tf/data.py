@@ -1,10 +1,7 @@
-"""Training data: image folders, idx files (MNIST, Fashion-MNIST) and TensorFlow Datasets, as `tf.data`.
+"""Training data as `tf.data`: image folders, idx files (MNIST, Fashion-MNIST) and TensorFlow Datasets.
 
-Every image is prepared once on the host with Pillow, the same way for training and for the inpainting tool
-(`load_image`): EXIF rotation applied, alpha composited on white, palette / 16-bit / CMYK converted, then an
-optional centre crop of `input_height x input_width` and a resize to `output_height x output_width`. Pixels
-are scaled with x / 127.5 - 1 to [-1, 1].
-
+Images are prepared on the host with Pillow (`dcgan_tf.decode`), idx and TFDS datasets are read as arrays
+(`dcgan_tf.datasets`); this module turns them into the shuffled, batched pipeline of the training loop.
 When the prepared set fits in memory (`MAX_CACHE_BYTES`) it is decoded by a thread pool into one uint8
 array and each epoch gathers shuffled batches from it, so the input never waits on a decoder. Larger sets
 are streamed: the file list is reshuffled each epoch and decoded by parallel `tf.numpy_function` calls.
@@ -21,35 +18,34 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import fnmatch
 import functools
-import gzip
-import itertools
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from PIL import Image, ImageOps
 
 from dcgan_tf.config import LABELLED_DATASETS, TrainConfig
+from dcgan_tf.datasets import find_idx_folder, load_idx, tfds_load
+from dcgan_tf.decode import (
+    SMALLER_THAN_CROP,
+    crop_size,
+    decode_all,
+    detect_channels,
+    header_problem,
+    list_image_files,
+    num_workers,
+    prepare_array,
+    prepare_file,
+    skip_reason,
+)
 from dcgan_tf.errors import DcganError, FlagError
 
 # Above this estimated size of the prepared uint8 images, stream from the files instead of caching them.
 MAX_CACHE_BYTES = 4 << 30
-# Where Debian's dataset-fashion-mnist package installs the idx files.
-SYSTEM_DATASETS_DIR = "/usr/share/datasets"
-IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
-RESAMPLE = Image.Resampling.BILINEAR  # carpedm20 used scipy.misc.imresize, bilinear by default
-SMALLER_THAN_CROP = "smaller than the crop"
-_CHUNK = 1024  # images per thread-pool round: bounds the memory of results waiting to be copied
 
 
 @dataclasses.dataclass
@@ -75,10 +71,6 @@ class DataInfo:
     c_dim: int
     y_dim: int
     skipped: list[tuple[str, str]]
-
-
-class _Unusable(Exception):
-    """A file that is readable but cannot be used as configured (e.g. smaller than the crop)."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -119,122 +111,6 @@ def load_train_data(cfg: TrainConfig, *, seed: int | None = None) -> DataInfo:
     return info
 
 
-def load_image(path: str, *, c_dim: int, output_height: int, output_width: int, crop: bool = False,
-               input_height: int | None = None, input_width: int | None = None) -> np.ndarray:
-    """Reads one image file and prepares it exactly as training does.
-
-    Args:
-      path: an image file Pillow can read.
-      c_dim: 1 (grayscale) or 3 (RGB) channels out.
-      output_height: height out.
-      output_width: width out.
-      crop: centre-crop `input_height x input_width` before resizing; otherwise resize the whole image.
-      input_height: crop height (None: output_height).
-      input_width: crop width (None: input_height).
-
-    Returns:
-      float32 [output_height, output_width, c_dim] in [-1, 1].
-
-    Raises:
-      DcganError: naming the file, when it cannot be read or is smaller than the crop.
-    """
-    crop_size = _crop_size(crop, input_height or output_height, input_width)
-    try:
-        pixels = _prepare_file(path, c_dim=c_dim, size=(output_height, output_width), crop=crop_size)
-    except Exception as e:  # any decoder failure becomes one line naming the file
-        raise DcganError(f"{path}: {_reason(e)}") from e
-    return _to_float(pixels)
-
-
-def list_image_files(folder: str, pattern: str) -> list[str]:
-    """Files under `folder` (sub-folders too) whose name matches `pattern`, sorted.
-
-    Args:
-      folder: the folder to search.
-      pattern: a shell pattern such as "*.jpg", matched case-insensitively against the file name (or
-        against the path relative to `folder` when it contains a "/").
-
-    Returns:
-      Sorted paths of the matching files.
-    """
-    pattern = pattern.lower()
-    on_relative_path = "/" in pattern
-    found, seen_dirs = [], set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen_dirs:  # a symlink loop
-            dirs[:] = []
-            continue
-        seen_dirs.add(real)
-        for name in files:
-            path = os.path.join(root, name)
-            key = os.path.relpath(path, folder) if on_relative_path else name
-            if fnmatch.fnmatchcase(key.lower(), pattern):
-                found.append(path)
-    return sorted(found)
-
-
-def detect_channels(paths: list[str]) -> int:
-    """1 if every readable image is grayscale, else 3; reads only the file headers.
-
-    Args:
-      paths: image files; unreadable ones are ignored here (they are skipped when decoding).
-
-    Returns:
-      1 or 3.
-    """
-    with concurrent.futures.ThreadPoolExecutor(_num_workers()) as pool:
-        for start in range(0, len(paths), _CHUNK):
-            modes = pool.map(_header_mode, paths[start:start + _CHUNK])
-            if any(mode is not None and mode not in GRAYSCALE_MODES for mode in modes):
-                return 3  # one colour image decides it; no need to scan the rest
-    return 1
-
-
-def find_idx_folder(name: str, data_dir: str) -> str | None:
-    """The first folder holding all four idx files of `name` (raw or .gz).
-
-    Searches `data_dir/<name>`, `data_dir/<name with _ as ->` and `/usr/share/datasets/<fashion-mnist|mnist>`,
-    never `data_dir` itself: MNIST and Fashion-MNIST files have the same names, so loose ones could be either.
-
-    Args:
-      name: "mnist" or "fashion_mnist".
-      data_dir: the --data_dir folder.
-
-    Returns:
-      The folder, or None when no candidate has all four files.
-    """
-    for folder in _idx_candidates(name, data_dir):
-        if all(_idx_path(folder, base) for pair in IDX_FILES.values() for base in pair):
-            return folder
-    return None
-
-
-def load_idx(name: str, data_dir: str, split: str = "all") -> tuple[np.ndarray, np.ndarray]:
-    """Loads MNIST-style idx images and labels, or downloads them with tensorflow_datasets.
-
-    Args:
-      name: "mnist" or "fashion_mnist".
-      data_dir: the --data_dir folder (see `find_idx_folder` for where the files are looked up).
-      split: "train" (60,000), "test" (10,000) or "all" (train + test concatenated, 70,000, as carpedm20).
-
-    Returns:
-      Images uint8 [N, 28, 28, 1] and labels int64 [N].
-
-    Raises:
-      DcganError: an idx file is malformed, or the data is neither on disk nor downloadable.
-    """
-    if split not in ("train", "test", "all"):
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    parts = ("train", "test") if split == "all" else (split,)
-    folder = find_idx_folder(name, data_dir)
-    if folder is None:
-        searched = ", ".join(_idx_candidates(name, data_dir))
-        return _load_tfds_arrays(name.lower(), "+".join(parts), f"no idx files in {searched}")
-    pairs = [_read_idx_pair(folder, part) for part in parts]
-    return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Sources: image folders, idx files, TensorFlow Datasets
 
@@ -248,11 +124,11 @@ def _load_folder_data(cfg: TrainConfig, folder: str, seed: int) -> DataInfo:
     c_dim = detect_channels(paths)
     paths = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]  # seeded subset
     shape = (cfg.output_height, cfg.output_width, c_dim)
-    prepare = functools.partial(_prepare_file, c_dim=c_dim, size=shape[:2], crop=_cfg_crop(cfg))
+    prepare = functools.partial(prepare_file, c_dim=c_dim, size=shape[:2], crop=_cfg_crop(cfg))
     needed = _cap(len(paths), cfg.train_size)
     if needed * math.prod(shape) > MAX_CACHE_BYTES:
         return _stream_folder_data(cfg, folder, paths, prepare, shape, seed)
-    images, labels, skipped = _decode_all(((p, p, -1) for p in paths), needed, prepare, shape)
+    images, labels, skipped = decode_all(((p, p, -1) for p in paths), needed, prepare, shape)
     return _in_memory(cfg, folder, images, labels, skipped, c_dim=c_dim, y_dim=0, seed=seed)
 
 
@@ -262,8 +138,8 @@ def _stream_folder_data(cfg: TrainConfig, folder: str, paths: list[str], prepare
     logging.info("%s: about %.1f GiB prepared, more than fits in memory; streaming from the files",
                  folder, _cap(len(paths), cfg.train_size) * math.prod(shape) / 2**30)
     crop = _cfg_crop(cfg)
-    with concurrent.futures.ThreadPoolExecutor(_num_workers()) as pool:
-        problems = list(pool.map(functools.partial(_header_problem, crop=crop), paths))
+    with concurrent.futures.ThreadPoolExecutor(num_workers()) as pool:
+        problems = list(pool.map(functools.partial(header_problem, crop=crop), paths))
     skipped = [(p, why) for p, why in zip(paths, problems, strict=True) if why]
     usable = [p for p, why in zip(paths, problems, strict=True) if not why][:_cap(len(paths), cfg.train_size)]
     _check_usable(len(usable), skipped, cfg, folder)
@@ -283,9 +159,9 @@ def _load_idx_data(cfg: TrainConfig, seed: int) -> DataInfo:
     crop = _cfg_crop(cfg)
     if crop or images.shape[1:3] != (cfg.output_height, cfg.output_width):
         shape = (cfg.output_height, cfg.output_width, 1)
-        prepare = functools.partial(_prepare_array, c_dim=1, size=shape[:2], crop=crop)
+        prepare = functools.partial(prepare_array, c_dim=1, size=shape[:2], crop=crop)
         items = ((f"{cfg.dataset}[{i}]", img, lab) for i, (img, lab) in enumerate(zip(images, labels)))
-        images, labels, skipped = _decode_all(items, needed, prepare, shape)
+        images, labels, skipped = decode_all(items, needed, prepare, shape)
     where = find_idx_folder(cfg.dataset, cfg.data_dir) or f"tfds:{cfg.dataset}"
     return _in_memory(cfg, where, images, labels, skipped, c_dim=1, y_dim=cfg.y_dim, seed=seed)
 
@@ -296,14 +172,14 @@ def _load_tfds_data(cfg: TrainConfig, folder: str, seed: int) -> DataInfo:
     split = "train"
     hint = (f"; make the folder: put your images in {folder}, or crop faces from photos with "
             f"`python -m dcgan_tf.prepare --input raw/ --output {folder}`")
-    ds, info = _tfds_load(cfg.dataset, split, searched, hint=hint)
+    ds, info = tfds_load(cfg.dataset, split, searched, hint=hint)
     features = info.features
     if "image" not in features:
         raise FlagError("dataset", f"{searched}, and the TFDS dataset {cfg.dataset!r} has no 'image' feature")
     y_dim = _tfds_y_dim(cfg, features)
     c_dim = 1 if features["image"].shape[-1] == 1 else 3
     shape = (cfg.output_height, cfg.output_width, c_dim)
-    prepare = functools.partial(_prepare_array, c_dim=c_dim, size=shape[:2], crop=_cfg_crop(cfg))
+    prepare = functools.partial(prepare_array, c_dim=c_dim, size=shape[:2], crop=_cfg_crop(cfg))
     needed = _cap(info.splits[split].num_examples, cfg.train_size)
     has_label = "label" in features
     elements = ds.take(needed).map(
@@ -313,7 +189,7 @@ def _load_tfds_data(cfg: TrainConfig, folder: str, seed: int) -> DataInfo:
         dataset = _streamed_batches(elements, 10_000, prepare, shape, cfg, seed, y_dim)
         return DataInfo(dataset, needed, needed // cfg.images_per_step, c_dim, y_dim, [])
     items = ((f"{where}[{i}]", img, lab) for i, (img, lab) in enumerate(elements.as_numpy_iterator()))
-    images, labels, skipped = _decode_all(items, needed, prepare, shape)
+    images, labels, skipped = decode_all(items, needed, prepare, shape)
     return _in_memory(cfg, where, images, labels, skipped, c_dim=c_dim, y_dim=y_dim, seed=seed)
 
 
@@ -328,235 +204,8 @@ def _tfds_y_dim(cfg: TrainConfig, features: Any) -> int:
     return cfg.y_dim
 
 
-def _tfds_load(name: str, split: str, searched: str, *, hint: str = "") -> tuple[tf.data.Dataset, Any]:
-    """tfds.load(name, split=split, with_info=True), its failures turned into one-line errors (`hint` ends the
-    error of a name TFDS does not know)."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as e:
-        raise DcganError(f"{searched}; install tensorflow-datasets to download {name!r}") from e
-    try:
-        logging.info("Loading %r with tensorflow_datasets (downloaded on first use)", name)
-        return tfds.load(name, split=split, with_info=True, shuffle_files=False)
-    except tfds.core.DatasetNotFoundError as e:
-        raise FlagError("dataset", f"{searched}, and TensorFlow Datasets has no dataset named {name!r}{hint}") from e
-    except Exception as e:  # network, disk and checksum failures alike
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise DcganError(f"--dataset {name}: {searched}, and tensorflow_datasets could not load it "
-                         f"({first_line})") from e
-
-
-def _load_tfds_arrays(name: str, split: str, searched: str) -> tuple[np.ndarray, np.ndarray]:
-    """All of a small labelled TFDS split as numpy: uint8 [N, H, W, C] and int64 [N]."""
-    ds, _ = _tfds_load(name, split, searched)
-    batches = list(ds.map(lambda ex: (ex["image"], ex["label"])).batch(10_000).as_numpy_iterator())
-    return (np.concatenate([b[0] for b in batches]).astype(np.uint8),
-            np.concatenate([b[1] for b in batches]).astype(np.int64))
-
-
 # ----------------------------------------------------------------------------------------------------------
-# idx files
-
-
-def _idx_candidates(name: str, data_dir: str) -> list[str]:
-    system = "fashion-mnist" if "fashion" in name.lower() else "mnist"
-    folders = [os.path.join(data_dir, n) for n in (name, name.replace("_", "-"), name.lower(),
-                                                    name.lower().replace("_", "-"))]
-    # Never data_dir itself: MNIST and Fashion-MNIST share file names, so loose files there could be either.
-    folders.append(os.path.join(SYSTEM_DATASETS_DIR, system))
-    return list(dict.fromkeys(os.path.normpath(f) for f in folders))
-
-
-def _idx_path(folder: str, base: str) -> str | None:
-    """The file for `base` in `folder`: raw or .gz, also with Kaggle's "." for "-" before "idx"."""
-    for stem in (base, base.replace("-idx", ".idx")):
-        for name in (stem, stem + ".gz"):
-            path = os.path.join(folder, name)
-            if os.path.isfile(path):
-                return path
-    return None
-
-
-def _read_idx_pair(folder: str, part: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 [N, 28, 28, 1] images and int64 [N] labels of one part ("train" or "test")."""
-    image_path, label_path = (_idx_path(folder, base) for base in IDX_FILES[part])
-    images = _read_idx(image_path, ndim=3)
-    labels = _read_idx(label_path, ndim=1).astype(np.int64)
-    if len(images) != len(labels):
-        raise DcganError(f"{label_path}: {len(labels)} labels for {len(images)} images in {image_path}; "
-                         "the idx files do not belong together")
-    return images[..., None], labels
-
-
-def _read_idx(path: str, *, ndim: int) -> np.ndarray:
-    """Parses an idx file of unsigned bytes (magic 0x0000080N, N = ndim), raw or gzip-compressed."""
-    try:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
-        raise DcganError(f"{path}: cannot read the idx file ({e}); delete it and fetch it again") from e
-    header = 4 + 4 * ndim
-    if len(data) < header or data[:3] != b"\x00\x00\x08" or data[3] != ndim:
-        raise DcganError(f"{path}: not an idx file of unsigned bytes with {ndim} dimension(s) "
-                         f"(magic {data[:4].hex() or 'missing'}, expected 0000080{ndim})")
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    if len(data) != header + math.prod(shape):
-        raise DcganError(f"{path}: truncated or padded idx file ({len(data) - header} bytes of data for "
-                         f"shape {shape}); delete it and fetch it again")
-    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Decoding one image with Pillow
-
-
-def _prepare_file(path: str, *, c_dim: int, size: tuple[int, int],
-                  crop: tuple[int, int] | None) -> np.ndarray:
-    """One image file -> uint8 [H, W, c_dim]; raises on unreadable files and _Unusable when too small."""
-    if os.path.getsize(path) == 0:
-        raise _Unusable("empty file (0 bytes)")
-    with Image.open(path) as img:
-        img.seek(0)  # the first frame of a GIF
-        return _prepare_pil(_to_l_or_rgb(ImageOps.exif_transpose(img)), c_dim=c_dim, size=size, crop=crop)
-
-
-def _prepare_array(pixels: np.ndarray, *, c_dim: int, size: tuple[int, int],
-                   crop: tuple[int, int] | None) -> np.ndarray:
-    """A decoded uint8 [H, W, C] image (C 1, 3 or 4) -> uint8 [H, W, c_dim], as `_prepare_file`."""
-    pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
-    return _prepare_pil(_to_l_or_rgb(Image.fromarray(pixels)), c_dim=c_dim, size=size, crop=crop)
-
-
-def _to_l_or_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode -> "L" or "RGB": alpha composited on white, 16 bit scaled to 8, palette expanded."""
-    mode = img.mode
-    if mode in ("L", "RGB"):
-        return img
-    if mode.startswith("I") or mode == "F":
-        return _to_8bit(img)
-    if mode == "1":
-        return img.convert("L")
-    if mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in img.info):
-        return _on_white(img)
-    return img.convert("RGB")  # P, CMYK, YCbCr, RGBX, ...
-
-
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """16-bit (I;16*, I) images: 0..65535 -> 0..255; float (F) images: clipped to 0..255."""
-    pixels = np.asarray(img)
-    if img.mode == "F":
-        return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
-    pixels = np.clip(pixels.astype(np.int64), 0, 65535)
-    return Image.fromarray(((pixels * 255 + 32767) // 65535).astype(np.uint8), "L")
-
-
-def _on_white(img: Image.Image) -> Image.Image:
-    """Composites an image with alpha on an opaque white background; grayscale stays grayscale."""
-    white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-    rgb = Image.alpha_composite(white, img.convert("RGBA")).convert("RGB")
-    return rgb.convert("L") if img.mode in ("LA", "La") else rgb
-
-
-def _prepare_pil(img: Image.Image, *, c_dim: int, size: tuple[int, int],
-                 crop: tuple[int, int] | None) -> np.ndarray:
-    """An "L"/"RGB" image -> optional centre crop -> resize to `size` (H, W) -> uint8 [H, W, c_dim]."""
-    img = img.convert("L" if c_dim == 1 else "RGB")
-    if crop is not None:
-        crop_h, crop_w = crop
-        width, height = img.size
-        if height < crop_h or width < crop_w:
-            raise _Unusable(f"{SMALLER_THAN_CROP} {crop_h}x{crop_w} (the image is {height}x{width})")
-        top, left = (height - crop_h) // 2, (width - crop_w) // 2
-        img = img.crop((left, top, left + crop_w, top + crop_h))
-    height, width = size
-    if img.size != (width, height):
-        img = img.resize((width, height), RESAMPLE)
-    return np.asarray(img, np.uint8).reshape(height, width, c_dim)
-
-
-def _to_float(pixels: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [-1, 1] (the same arithmetic as the tf.data map)."""
-    return pixels.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
-
-
-def _header_mode(path: str) -> str | None:
-    """The Pillow mode from the file header, without decoding pixels; None if unreadable."""
-    try:
-        with Image.open(path) as img:
-            return img.mode
-    except Exception:  # unreadable files are reported when decoding
-        return None
-
-
-def _header_problem(path: str, *, crop: tuple[int, int] | None) -> str:
-    """Why a file cannot be used, judged from its header alone ("" if it looks usable)."""
-    try:
-        if os.path.getsize(path) == 0:
-            return "empty file (0 bytes)"
-        with Image.open(path) as img:
-            width, height = img.size
-            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation swaps width and height
-                width, height = height, width
-    except Exception as e:
-        return _reason(e)
-    if crop is not None and (height < crop[0] or width < crop[1]):
-        return f"{SMALLER_THAN_CROP} {crop[0]}x{crop[1]} (the image is {height}x{width})"
-    return ""
-
-
-def _reason(e: Exception) -> str:
-    """A short, one-line reason for a skipped file."""
-    if isinstance(e, _Unusable):
-        return str(e)
-    text = (str(e).strip().splitlines() or [""])[0][:160]
-    return f"unreadable ({type(e).__name__}: {text})" if text else f"unreadable ({type(e).__name__})"
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Decoding many images, checks, tf.data
-
-
-def _decode_all(items: Iterable[tuple[str, Any, int]], needed: int, prepare: Callable[[Any], np.ndarray],
-                shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Prepares images in a thread pool until `needed` succeed or the items run out.
-
-    Args:
-      items: (name for messages, input of `prepare`, label) triples.
-      needed: how many images to keep.
-      prepare: input -> uint8 array of `shape`; raises for an unusable input.
-      shape: [H, W, C] of one prepared image.
-
-    Returns:
-      uint8 [n, H, W, C] images, int64 [n] labels (n <= needed) and the skipped (name, reason) pairs.
-    """
-    if needed > 10_000:
-        logging.info("Decoding %d images with %d threads", needed, _num_workers())
-    images = np.empty((needed, *shape), np.uint8)
-    labels = np.empty((needed,), np.int64)
-    skipped, n, items = [], 0, iter(items)
-    with concurrent.futures.ThreadPoolExecutor(_num_workers()) as pool:
-        while n < needed:
-            chunk = list(itertools.islice(items, min(needed - n, _CHUNK)))
-            if not chunk:
-                break
-            for (name, _, label), result in zip(chunk, pool.map(_try(prepare), [c[1] for c in chunk])):
-                if isinstance(result, str):
-                    skipped.append((name, result))
-                else:
-                    images[n], labels[n] = result, label
-                    n += 1
-    return images[:n], labels[:n], skipped
-
-
-def _try(prepare: Callable[[Any], np.ndarray]) -> Callable[[Any], np.ndarray | str]:
-    """Wraps `prepare` to return the reason string instead of raising."""
-    def call(x: Any) -> np.ndarray | str:
-        try:
-            return prepare(x)
-        except Exception as e:  # a bad file is skipped, never a crash
-            return _reason(e)
-    return call
+# Checks, tf.data
 
 
 def _in_memory(cfg: TrainConfig, where: str, images: np.ndarray, labels: np.ndarray,
@@ -620,7 +269,7 @@ def _streamed_batches(elements: tf.data.Dataset, shuffle_buffer: int, prepare: C
         try:
             return prepare(x), True
         except Exception as e:  # a file that fails mid-training is dropped, not fatal
-            logging.log_every_n(logging.WARNING, "Dropped an unreadable image: %s", 100, _reason(e))
+            logging.log_every_n(logging.WARNING, "Dropped an unreadable image: %s", 100, skip_reason(e))
             return np.zeros(shape, np.uint8), False
 
     ds = elements.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -674,18 +323,7 @@ def _cap(total: int, train_size: float) -> int:
     return total if train_size >= total else int(train_size)
 
 
-def _crop_size(crop: bool, input_height: int, input_width: int | None) -> tuple[int, int] | None:
-    return (input_height, input_width or input_height) if crop else None
-
-
 def _cfg_crop(cfg: TrainConfig) -> tuple[int, int] | None:
-    return _crop_size(cfg.crop, cfg.input_height, cfg.input_width)
+    return crop_size(cfg.crop, cfg.input_height, cfg.input_width)
 
 
-def _num_workers() -> int:
-    """Decoder threads: Pillow releases the GIL while decoding and resizing, so one per core and a spare."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return min(32, cores + 1)

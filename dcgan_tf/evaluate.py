@@ -34,6 +34,8 @@ import tensorflow as tf
 from dcgan_tf import metrics
 from dcgan_tf.classifier import CONFIG_FILE, WEIGHTS_FILE, load_classifier, predict_logits, scores_from_logits
 from dcgan_tf.config import LABELLED_DATASETS, RunPaths, TrainConfig, write_json_atomic
+from dcgan_tf.data import load_train_data
+from dcgan_tf.datasets import load_idx
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.latent import class_labels, sample_z
 from dcgan_tf.model import apply_generator
@@ -308,7 +310,6 @@ def _reference_batches(cfg: TrainConfig, image_shape: tuple[int, int, int]
 def _idx_batches(cfg: TrainConfig, split: str, image_shape: tuple[int, int, int], *, num_images: int | None = None,
                  seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """One idx split (all of it, or a seeded subset of num_images) as float batches with their class ids."""
-    from dcgan_tf.data import load_idx  # here, as train.py does, so importing this module stays light
 
     images, labels = load_idx(cfg.dataset.lower(), cfg.data_dir, split)  # uint8 [N, 28, 28, 1], int64 [N]
     if num_images is not None and num_images < len(images):
@@ -331,7 +332,6 @@ def _fit_shape(images: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndar
 
 def _folder_batches(cfg: TrainConfig, image_shape: tuple[int, int, int]) -> Iterator[tuple[np.ndarray, None]]:
     """Up to REAL_IMAGES training images prepared as `dcgan_tf.data` prepares them for training, unflipped."""
-    from dcgan_tf.data import load_train_data
 
     real_cfg = dataclasses.replace(cfg, train_size=min(cfg.train_size, REAL_IMAGES), flip=False, conditional=False)
     data = load_train_data(real_cfg, seed=0)

@@ -42,7 +42,7 @@ from PIL import Image, ImageOps
 
 from dcgan_tf.cli import exit_with
 from dcgan_tf.config import write_json_atomic, write_text_atomic
-from dcgan_tf.data import RESAMPLE, _reason, _to_l_or_rgb, list_image_files
+from dcgan_tf.decode import RESAMPLE, list_image_files, skip_reason, to_l_or_rgb
 from dcgan_tf.errors import DcganError, FlagError, check_choice, check_range
 from dcgan_tf.images import save_pil_atomic
 from dcgan_tf.progress import ProgressBar
@@ -215,7 +215,7 @@ def read_image(path: str) -> Image.Image:
         raise ValueError("empty file (0 bytes)")
     with Image.open(path) as img:
         img.seek(0)  # the first frame of a GIF
-        return _to_l_or_rgb(ImageOps.exif_transpose(img)).copy()
+        return to_l_or_rgb(ImageOps.exif_transpose(img)).copy()
 
 
 def crop_pixels(img: Image.Image, box: Box, *, size: int, grayscale: bool) -> np.ndarray:
@@ -328,7 +328,7 @@ def process_file(path: str, source: str, cfg: PrepareConfig, detector: Detector 
     try:
         img = read_image(path)
     except Exception as e:  # a bad file is skipped and recorded, never a crash
-        return [_row(source, "dropped:unreadable", detail=_reason(e))]
+        return [_row(source, "dropped:unreadable", detail=skip_reason(e))]
     width, height = img.size
     if detector is None:
         boxes = [(centre_square(width, height), min(width, height))]

@@ -19,6 +19,7 @@ from absl import logging
 from dcgan_tf import __version__, distribute
 from dcgan_tf.checkpoint import TrainState, create_checkpoint, restore_latest, save_checkpoint
 from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags, write_json_atomic
+from dcgan_tf.data import load_train_data
 from dcgan_tf.ema import GeneratorEma, create_ema
 from dcgan_tf.errors import DcganError
 from dcgan_tf.images import save_image_grid
@@ -326,7 +327,6 @@ def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths,
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Trains (or resumes) the run described by `cfg`. Returns the final step, epoch and metrics."""
-    from dcgan_tf.data import load_train_data  # here, so importing the train step never loads tfds
 
     cfg.validate()
     deadline = time.perf_counter() + 60 * cfg.max_minutes if cfg.max_minutes else None  # data loading counts

@@ -9,7 +9,7 @@ from conftest import REPO_DATA
 from idx_files import write_idx
 
 from dcgan_tf import classifier as C
-from dcgan_tf.data import load_idx
+from dcgan_tf.datasets import load_idx
 from dcgan_tf.errors import DcganError, FlagError
 
 TINY = {"filters": 4, "feature_dim": 16}

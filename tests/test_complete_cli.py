@@ -13,7 +13,7 @@ from run_factory import make_run
 
 from dcgan_tf.complete_cli import CompleteConfig, output_names, resolve_image_paths, run_completion
 from dcgan_tf.completion import psnr, ssim
-from dcgan_tf.data import load_image
+from dcgan_tf.decode import load_image
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.runs import find_run
 

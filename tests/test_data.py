@@ -16,7 +16,7 @@ from conftest import REPO_DATA
 from idx_files import write_idx
 from PIL import Image
 
-from dcgan_tf import data
+from dcgan_tf import data, datasets, decode
 from dcgan_tf.config import TrainConfig
 from dcgan_tf.errors import DcganError, FlagError
 
@@ -74,7 +74,7 @@ def test_training_prepares_files_exactly_as_load_image(make_image_folder):
     folder = make_image_folder(n=4, size=20)
     cfg = tiny_cfg(folder, crop=True, input_height=12, input_width=10, output_height=6, output_width=5)
     images, _ = one_epoch(data.load_train_data(cfg))
-    singles = [data.load_image(str(p), c_dim=3, output_height=6, output_width=5, crop=True, input_height=12,
+    singles = [decode.load_image(str(p), c_dim=3, output_height=6, output_width=5, crop=True, input_height=12,
                                input_width=10) for p in sorted(folder.iterdir())]
     for image in images:  # each batch image is exactly one of the files
         assert sum(np.array_equal(image, single) for single in singles) == 1
@@ -133,14 +133,14 @@ def test_rgba_and_la_are_composited_on_white(tmp_path):
     rgba = np.zeros((4, 4, 4), np.uint8)  # fully transparent black ...
     rgba[0, 1] = (255, 0, 0, 255)  # ... but one opaque red pixel
     rgba[0, 2] = (0, 0, 0, 128)  # and one half-transparent black pixel
-    x = data.load_image(save(Image.fromarray(rgba), tmp_path / "a.png"), c_dim=3, output_height=4,
+    x = decode.load_image(save(Image.fromarray(rgba), tmp_path / "a.png"), c_dim=3, output_height=4,
                         output_width=4)
     np.testing.assert_array_equal(x[0, 0], [1, 1, 1])
     np.testing.assert_array_equal(x[0, 1], [1, -1, -1])
     np.testing.assert_allclose(x[0, 2], [0, 0, 0], atol=0.01)
     la = Image.fromarray(np.zeros((4, 4, 2), np.uint8))  # fully transparent black, mode LA
     assert la.mode == "LA"
-    np.testing.assert_array_equal(data.load_image(save(la, tmp_path / "la.png"), c_dim=1, output_height=4,
+    np.testing.assert_array_equal(decode.load_image(save(la, tmp_path / "la.png"), c_dim=1, output_height=4,
                                                   output_width=4), np.ones((4, 4, 1)))
 
 
@@ -148,10 +148,10 @@ def test_palette_images_with_and_without_transparency(tmp_path):
     img = Image.new("P", (4, 4), 1)
     img.putpalette([0, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 759)  # 0 black, 1 green, 2 blue
     img.putpixel((0, 0), 2)
-    x = data.load_image(save(img, tmp_path / "p.png"), c_dim=3, output_height=4, output_width=4)
+    x = decode.load_image(save(img, tmp_path / "p.png"), c_dim=3, output_height=4, output_width=4)
     np.testing.assert_array_equal(x[0, 0], [-1, -1, 1])
     np.testing.assert_array_equal(x[1, 1], [-1, 1, -1])
-    x = data.load_image(save(img, tmp_path / "pt.png", transparency=1), c_dim=3, output_height=4,
+    x = decode.load_image(save(img, tmp_path / "pt.png", transparency=1), c_dim=3, output_height=4,
                         output_width=4)
     np.testing.assert_array_equal(x[1, 1], [1, 1, 1])  # transparent index -> white
     np.testing.assert_array_equal(x[0, 0], [-1, -1, 1])
@@ -162,15 +162,15 @@ def test_16bit_grayscale_is_scaled_to_8bit(tmp_path):
     img = Image.fromarray(pixels)
     assert img.mode.startswith("I;16")
     path = save(img, tmp_path / "g16.png")
-    x = data.load_image(path, c_dim=1, output_height=2, output_width=2)
+    x = decode.load_image(path, c_dim=1, output_height=2, output_width=2)
     np.testing.assert_allclose(x[..., 0], [[-1, 1], [128 / 127.5 - 1, 1]], atol=1e-6)
-    assert data.detect_channels([path]) == 1
+    assert decode.detect_channels([path]) == 1
 
 
 def test_cmyk_jpeg_becomes_rgb(tmp_path):
     path = save(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), tmp_path / "cmyk.jpg", quality=100)
     assert Image.open(path).mode == "CMYK"
-    x = data.load_image(path, c_dim=3, output_height=8, output_width=8)
+    x = decode.load_image(path, c_dim=3, output_height=8, output_width=8)
     np.testing.assert_allclose(x[4, 4], [1, -1, -1], atol=0.05)  # red
 
 
@@ -181,7 +181,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # display rotated 90 degrees clockwise
     path = save(Image.fromarray(pixels), tmp_path / "rotated.jpg", exif=exif, quality=100)
-    x = data.load_image(path, c_dim=3, output_height=16, output_width=8)  # now 8 wide, 16 high
+    x = decode.load_image(path, c_dim=3, output_height=16, output_width=8)  # now 8 wide, 16 high
     np.testing.assert_allclose(x[3, 4], [1, -1, -1], atol=0.1)  # left became the top
     np.testing.assert_allclose(x[12, 4], [-1, -1, 1], atol=0.1)
 
@@ -190,19 +190,19 @@ def test_gif_uses_the_first_frame(tmp_path):
     frames = [Image.new("RGB", (4, 4), (255, 0, 0)), Image.new("RGB", (4, 4), (0, 0, 255))]
     path = save(frames[0], tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     assert Image.open(path).n_frames == 2
-    x = data.load_image(path, c_dim=3, output_height=4, output_width=4)
+    x = decode.load_image(path, c_dim=3, output_height=4, output_width=4)
     np.testing.assert_array_equal(x[2, 2], [1, -1, -1])
 
 
 def test_crop_takes_the_centre(tmp_path):
     pixels = (np.arange(10)[:, None] * 14 + np.arange(14)[None, :]).astype(np.uint8)  # 10 high, 14 wide
     path = save(Image.fromarray(pixels), tmp_path / "ramp.png")
-    x = data.load_image(path, c_dim=1, output_height=4, output_width=6, crop=True, input_height=4,
+    x = decode.load_image(path, c_dim=1, output_height=4, output_width=6, crop=True, input_height=4,
                         input_width=6)
     np.testing.assert_array_equal(x[..., 0], pixels[3:7, 4:10] / np.float32(127.5) - 1)
     border = np.zeros((12, 12), np.uint8)
     border[3:9, 3:9] = 255
-    x = data.load_image(save(Image.fromarray(border), tmp_path / "box.png"), c_dim=1, output_height=3,
+    x = decode.load_image(save(Image.fromarray(border), tmp_path / "box.png"), c_dim=1, output_height=3,
                         output_width=3, crop=True, input_height=6)  # crop 6x6, then resize
     np.testing.assert_array_equal(x, np.ones((3, 3, 1)))
 
@@ -211,7 +211,7 @@ def test_load_image_names_the_unreadable_file(tmp_path):
     path = tmp_path / "broken.jpg"
     path.write_bytes(b"\xff\xd8\xff garbage")
     with pytest.raises(DcganError, match="broken.jpg"):
-        data.load_image(str(path), c_dim=3, output_height=8, output_width=8)
+        decode.load_image(str(path), c_dim=3, output_height=8, output_width=8)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_list_image_files_recurses_sorts_and_matches_the_pattern(tmp_path):
     for rel in ("b.png", "a/z.PNG", "a/deep/c.png", "notes.txt", "a/x.jpg"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    found = data.list_image_files(str(tmp_path), "*.png")
+    found = decode.list_image_files(str(tmp_path), "*.png")
     assert [p[len(str(tmp_path)) + 1:] for p in found] == ["a/deep/c.png", "a/z.PNG", "b.png"]
 
 
@@ -233,7 +233,7 @@ def test_channels_grayscale_folder_is_1_and_mixed_is_3(make_image_folder):
     assert info.c_dim == 1 and info.num_examples == 9
     assert info.dataset.element_spec[0].shape.as_list() == [4, 8, 8, 1]
     Image.new("RGB", (6, 6), (255, 0, 0)).save(folder / "sub" / "red.png")
-    assert data.detect_channels(data.list_image_files(str(folder), "*.png")) == 3
+    assert decode.detect_channels(decode.list_image_files(str(folder), "*.png")) == 3
     assert data.load_train_data(tiny_cfg(folder)).c_dim == 3
 
 
@@ -319,13 +319,13 @@ def test_error_for_conditional_on_unlabelled_folder(tiny_image_folder):
 
 def test_idx_round_trip_splits_and_one_hot(idx_folder, tmp_path):
     data_dir = str(tmp_path / "data")
-    assert data.find_idx_folder("mnist", data_dir) == str(idx_folder)
-    images, labels = data.load_idx("mnist", data_dir, "all")
+    assert datasets.find_idx_folder("mnist", data_dir) == str(idx_folder)
+    images, labels = datasets.load_idx("mnist", data_dir, "all")
     assert images.shape == (10, 28, 28, 1) and images.dtype == np.uint8 and labels.dtype == np.int64
     np.testing.assert_array_equal(labels, [0, 1, 2, 3, 4, 5, 9, 8, 7, 6])  # train, then test
     np.testing.assert_array_equal(images[:, 5, 5, 0], 20 * labels)
-    assert data.load_idx("mnist", data_dir, "train")[0].shape[0] == 6
-    np.testing.assert_array_equal(data.load_idx("mnist", data_dir, "test")[1], [9, 8, 7, 6])
+    assert datasets.load_idx("mnist", data_dir, "train")[0].shape[0] == 6
+    np.testing.assert_array_equal(datasets.load_idx("mnist", data_dir, "test")[1], [9, 8, 7, 6])
 
     info = data.load_train_data(TrainConfig(dataset="mnist", data_dir=data_dir, output_height=28,
                                             batch_size=5))
@@ -357,8 +357,8 @@ def test_idx_folder_with_dash_and_raw_files(tmp_path):
     for prefix, n in (("train", 3), ("t10k", 2)):
         for kind, shape in (("images-idx3", (n, 28, 28)), ("labels-idx1", (n,))):
             write_idx(folder / f"{prefix}-{kind}-ubyte", np.ones(shape, np.uint8))  # raw, not gzipped
-    assert data.find_idx_folder("fashion_mnist", str(tmp_path)) == str(folder)
-    assert data.load_idx("fashion_mnist", str(tmp_path))[0].shape == (5, 28, 28, 1)
+    assert datasets.find_idx_folder("fashion_mnist", str(tmp_path)) == str(folder)
+    assert datasets.load_idx("fashion_mnist", str(tmp_path))[0].shape == (5, 28, 28, 1)
 
 
 def test_malformed_idx_files_name_the_file(idx_folder):
@@ -366,11 +366,11 @@ def test_malformed_idx_files_name_the_file(idx_folder):
     with gzip.open(path, "wb") as f:
         f.write(b"\x00\x00\x08\x03" + bytes(20))  # image magic in a label file
     with pytest.raises(DcganError, match="train-labels-idx1-ubyte.gz: not an idx file"):
-        data.load_idx("mnist", str(idx_folder.parent))
+        datasets.load_idx("mnist", str(idx_folder.parent))
     write_idx(path, np.arange(6))
     path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-2]))  # two labels short
     with pytest.raises(DcganError, match="train-labels-idx1-ubyte.gz: truncated"):
-        data.load_idx("mnist", str(idx_folder.parent))
+        datasets.load_idx("mnist", str(idx_folder.parent))
 
 
 def test_a_missing_folder_says_how_to_make_one(tmp_path):
@@ -398,7 +398,7 @@ def test_tfds_dataset_is_used_when_no_folder_exists(tmp_path, monkeypatch):
         calls.append((name, split))
         return tf.data.Dataset.from_tensor_slices(examples), info
 
-    monkeypatch.setattr(data, "_tfds_load", fake_load)
+    monkeypatch.setattr(data, "tfds_load", fake_load)
     cfg = TrainConfig(dataset="some_tfds_set", data_dir=str(tmp_path), output_height=8, batch_size=4,
                       conditional=True, train_size=16)
     result = data.load_train_data(cfg)
@@ -413,11 +413,11 @@ def test_idx_files_lying_loose_in_data_dir_are_never_taken(idx_folder, tmp_path)
     """MNIST and Fashion-MNIST share file names: loose files in --data_dir could be either, so neither takes them."""
     data_dir = tmp_path / "loose"
     shutil.copytree(idx_folder, data_dir)  # MNIST-named decoys directly in --data_dir
-    assert data.find_idx_folder("fashion_mnist", str(data_dir)) is None
-    assert data.find_idx_folder("mnist", str(data_dir)) is None
+    assert datasets.find_idx_folder("fashion_mnist", str(data_dir)) is None
+    assert datasets.find_idx_folder("mnist", str(data_dir)) is None
     # and a sibling mnist/ folder is never read as fashion_mnist
-    assert data.find_idx_folder("fashion_mnist", str(idx_folder.parent)) is None
-    assert data.find_idx_folder("mnist", str(idx_folder.parent)) == str(idx_folder)
+    assert datasets.find_idx_folder("fashion_mnist", str(idx_folder.parent)) is None
+    assert datasets.find_idx_folder("mnist", str(idx_folder.parent)) == str(idx_folder)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -427,7 +427,7 @@ def test_idx_files_lying_loose_in_data_dir_are_never_taken(idx_folder, tmp_path)
 def test_repo_fashion_mnist_is_the_default_data_dir():
     cfg = TrainConfig(dataset="fashion_mnist", output_height=28)
     assert cfg.data_dir == "./data"
-    found = data.find_idx_folder("fashion_mnist", str(REPO_DATA))
+    found = datasets.find_idx_folder("fashion_mnist", str(REPO_DATA))
     assert found == str(REPO_DATA / "fashion-mnist")
     assert (REPO_DATA / "fashion-mnist" / "LICENSE").read_text().startswith("The MIT License")
 
@@ -439,7 +439,7 @@ def test_repo_fashion_mnist_matches_the_shared_copy(shared_data):
 
 
 def test_real_fashion_mnist():
-    images, labels = data.load_idx("fashion_mnist", str(REPO_DATA))
+    images, labels = datasets.load_idx("fashion_mnist", str(REPO_DATA))
     assert images.shape == (70_000, 28, 28, 1) and labels.shape == (70_000,)
     np.testing.assert_array_equal(np.bincount(labels), [7_000] * 10)
     info = data.load_train_data(TrainConfig(dataset="fashion_mnist", data_dir=str(REPO_DATA),

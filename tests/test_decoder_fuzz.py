@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_tf import data
+from dcgan_tf import data, decode
 from dcgan_tf.config import TrainConfig
 from dcgan_tf.errors import DcganError
 
@@ -223,7 +223,7 @@ def make_cases(seed: int = 0) -> list[Case]:
 
 
 def load(path, case: Case) -> np.ndarray:
-    return data.load_image(str(path), c_dim=case.c_dim, output_height=case.size[0], output_width=case.size[1])
+    return decode.load_image(str(path), c_dim=case.c_dim, output_height=case.size[0], output_width=case.size[1])
 
 
 def expected_pixels(case: Case, tmp_path) -> np.ndarray | None:
