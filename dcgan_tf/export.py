@@ -87,7 +87,7 @@ def export_generator(sampler, export_dir: str, *, source: dict[str, Any] | None 
     one intact (the swap itself is two renames).
 
     Args:
-      sampler: a generate.Sampler (generator, z_dim, z_dist, y_dim).
+      sampler: a sampling.Sampler (generator, z_dim, z_dist, y_dim).
       export_dir: the folder to create (replaced if it exists).
       source: extra facts for the JSON, e.g. the checkpoint path and step.
     """

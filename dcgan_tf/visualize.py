@@ -1,7 +1,7 @@
 """Pictures of the latent space (`--visualize --option K`): carpedm20's five options without their bugs, plus
 interpolation.
 
-Every function takes a `generate.Sampler` and the run's sample folder and returns the paths it wrote. Sweeps
+Every function takes a `sampling.Sampler` and the run's sample folder and returns the paths it wrote. Sweeps
 cover the run's z range (`latent.z_range`: [-1, 1], [0, 1], or +-2 for normal01) in `steps` evenly spaced
 values, both ends included; the number of steps is a setting, not the batch size baked into a graph. A
 conditional model gets one row (or one image per frame) per class, or only `label`'s.
@@ -26,9 +26,9 @@ import numpy as np
 import tensorflow as tf
 
 from dcgan_tf.errors import FlagError
-from dcgan_tf.generate import GRID_NAME, Sampler, save_sample_grid
 from dcgan_tf.images import make_grid, save_gif, save_image_grid, to_uint8
 from dcgan_tf.latent import sample_z, z_range
+from dcgan_tf.sampling import GRID_NAME, Sampler, save_random_grid
 
 OPTIONS = {
     0: "a grid of random samples",
@@ -243,7 +243,7 @@ def visualize(sampler: Sampler, sample_dir: str, *, option: int, seed: int = 0, 
       method: "linear" or "slerp", for option 5.
     """
     if option == 0:
-        return [save_sample_grid(sampler, os.path.join(sample_dir, GRID_NAME), n=sample_num, seed=seed, label=label)]
+        return [save_random_grid(sampler, os.path.join(sample_dir, GRID_NAME), n=sample_num, seed=seed, label=label)]
     steps = steps or sampler.batch_size
     if steps < 2:
         raise FlagError("sweep_steps", f"a sweep needs at least 2 steps, got {steps} (it defaults to --batch_size)")

@@ -26,8 +26,8 @@ import main  # noqa: E402  (defines the run's flags)
 from dcgan_tf import visualize as vis  # noqa: E402
 from dcgan_tf.config import RunPaths  # noqa: E402
 from dcgan_tf.errors import DcganError  # noqa: E402
-from dcgan_tf.generate import Sampler, save_sample_grid  # noqa: E402
 from dcgan_tf.runs import load_run  # noqa: E402
+from dcgan_tf.sampling import Sampler, save_random_grid  # noqa: E402
 
 flags.DEFINE_string("pictures_dir", DOCS, "Where the pictures go.")
 flags.DEFINE_integer("pictures_steps", 8, "Values per sweep and interpolation in the pictures.")
@@ -41,7 +41,7 @@ def make_pictures(sampler: Sampler, out_dir: str, *, steps: int = 8, seed: int =
     one_class = 0 if sampler.y_dim else None  # a row per class would make option 4's GIF ten times larger
     with tempfile.TemporaryDirectory() as tmp:
         made = {
-            "generate_grid.png": save_sample_grid(sampler, os.path.join(tmp, "grid.png"),
+            "generate_grid.png": save_random_grid(sampler, os.path.join(tmp, "grid.png"),
                                                   n=4 * (sampler.y_dim or 10), seed=seed),
             "option1_sweep.png": vis.save_dimension_sweeps(sampler, tmp, steps=steps, seed=seed, dims=[0])[0],
             "option2_random_dim.gif": vis.save_random_dimension_gifs(sampler, tmp, steps=steps, seed=seed,

@@ -11,8 +11,9 @@ import pytest
 from run_factory import make_run
 
 from dcgan_tf.export import EXPORT_JSON, export_generator
-from dcgan_tf.generate import Sampler, use_trained_model
+from dcgan_tf.generate import use_trained_model
 from dcgan_tf.runs import load_run
+from dcgan_tf.sampling import Sampler
 
 SIZE = 8
 Z_DIM = 8

@@ -10,8 +10,9 @@ from PIL import Image
 from run_factory import make_run
 
 from dcgan_tf.errors import FlagError
-from dcgan_tf.generate import Sampler, check_label, numbered_name, save_sample_grid, save_test_images, use_trained_model
+from dcgan_tf.generate import numbered_name, save_test_images, use_trained_model
 from dcgan_tf.runs import load_run
+from dcgan_tf.sampling import Sampler, check_label, save_random_grid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 16
@@ -119,7 +120,7 @@ def test_default_mode_writes_one_grid_equal_to_the_generated_one(plain_run, tmp_
     assert written == [os.path.join(paths.sample_dir, "test_grid.png")]
     generated = save_test_images(sampler, str(tmp_path), n=11, seed=cfg.seed, grid_size=cfg.sample_num)
     assert _bytes(written[0]) == _bytes(generated[-1])  # the first sample_num images, in the same batches
-    assert save_sample_grid(sampler, str(tmp_path / "g.png"), n=cfg.sample_num, seed=cfg.seed)
+    assert save_random_grid(sampler, str(tmp_path / "g.png"), n=cfg.sample_num, seed=cfg.seed)
 
 
 def test_use_trained_model_generates_into_the_run_sample_folder(conditional_run):

@@ -10,7 +10,8 @@ from run_factory import make_run
 
 from dcgan_tf import visualize as vis
 from dcgan_tf.errors import FlagError
-from dcgan_tf.generate import Sampler, use_trained_model
+from dcgan_tf.generate import use_trained_model
+from dcgan_tf.sampling import Sampler
 
 SIZE = 8  # images are 8 x 8
 Z_DIM = 8
