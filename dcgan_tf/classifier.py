@@ -26,7 +26,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from dcgan_tf.config import LABELLED_DATASETS, write_json_atomic
+from dcgan_tf.atomic import atomic_path, write_json_atomic
+from dcgan_tf.config import LABELLED_DATASETS
 from dcgan_tf.datasets import load_idx
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.progress import track
@@ -252,11 +253,9 @@ def save_classifier(model: Classifier, path: str, metadata: dict | None = None) 
       path: the folder (created when needed).
       metadata: extra JSON-able facts to record (dataset, epochs, test accuracy, ...).
     """
-    os.makedirs(path, exist_ok=True)
     weights_path = os.path.join(path, WEIGHTS_FILE)
-    tmp = os.path.join(path, f"tmp{os.getpid()}.{WEIGHTS_FILE}")  # Keras insists on the .weights.h5 suffix
-    model.save_weights(tmp)
-    os.replace(tmp, weights_path)
+    with atomic_path(weights_path) as tmp:  # tmp<pid>.<WEIGHTS_FILE>: Keras insists on the .weights.h5 suffix
+        model.save_weights(tmp)
     # The checksum lets load_classifier notice a weights file and JSON from two different saves.
     record = {"architecture": model.architecture(), "weights_sha256": _sha256(weights_path),
               "metadata": metadata or {}}

@@ -29,9 +29,9 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from dcgan_tf.atomic import write_json_atomic, write_text_atomic
 from dcgan_tf.blend import BLENDS, PoissonBlender, paste
 from dcgan_tf.completion import APPROACHES, LOSS_NAMES, Completer, psnr, ssim
-from dcgan_tf.config import write_json_atomic, write_text_atomic
 from dcgan_tf.decode import load_image
 from dcgan_tf.errors import DcganError, FlagError, check_choice, check_range, check_whole_numbers
 from dcgan_tf.images import as_written, make_grid, save_gif, save_image

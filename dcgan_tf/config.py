@@ -245,26 +245,6 @@ class RunPaths:
             os.makedirs(d, exist_ok=True)
 
 
-def write_text_atomic(path: str, text: str, *, fsync: bool = False) -> None:
-    """Writes text to a temporary file and renames it into place, so readers never see half a file.
-
-    Args:
-      fsync: flush the file to disk before the rename (survives a power cut, not only a killed process).
-    """
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-    """Writes JSON atomically (see write_text_atomic)."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
 def read_saved_flags(paths: RunPaths) -> dict[str, Any] | None:
     """The FLAGS.json of a previous run, or None when there is none."""
     for path in (paths.flags_json, os.path.join(paths.checkpoint_dir, "FLAGS.json")):

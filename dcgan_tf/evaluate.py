@@ -32,8 +32,9 @@ import numpy as np
 import tensorflow as tf
 
 from dcgan_tf import metrics
+from dcgan_tf.atomic import write_json_atomic
 from dcgan_tf.classifier import CONFIG_FILE, WEIGHTS_FILE, load_classifier, predict_logits, scores_from_logits
-from dcgan_tf.config import LABELLED_DATASETS, RunPaths, TrainConfig, write_json_atomic
+from dcgan_tf.config import LABELLED_DATASETS, RunPaths, TrainConfig
 from dcgan_tf.data import load_train_data
 from dcgan_tf.datasets import load_idx
 from dcgan_tf.errors import DcganError, FlagError

@@ -13,13 +13,12 @@ trained:
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import tensorflow as tf
 
 from dcgan_tf import __version__
-from dcgan_tf.config import write_json_atomic
+from dcgan_tf.atomic import atomic_path, write_json_atomic
 from dcgan_tf.errors import DcganError
 from dcgan_tf.latent import z_range
 from dcgan_tf.model import apply_generator
@@ -94,18 +93,12 @@ def export_generator(sampler, export_dir: str, *, source: dict[str, Any] | None 
     metadata = export_metadata(sampler, source)
     module = GeneratorModule(sampler, metadata)
     export_dir = os.path.normpath(export_dir)
-    tmp, old = f"{export_dir}.tmp{os.getpid()}", f"{export_dir}.old{os.getpid()}"
     try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve.get_concrete_function(),
-                                                     "metadata": module.metadata.get_concrete_function()})
-        write_json_atomic(os.path.join(tmp, EXPORT_JSON), metadata)
-        if os.path.exists(export_dir):
-            os.replace(export_dir, old)
-        os.replace(tmp, export_dir)
+        with atomic_path(export_dir) as tmp:  # a whole SavedModel folder, replacing an old export
+            tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve.get_concrete_function(),
+                                                         "metadata": module.metadata.get_concrete_function()})
+            write_json_atomic(os.path.join(tmp, EXPORT_JSON), metadata)
     except (OSError, tf.errors.OpError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise DcganError(f"could not write the export to {export_dir} ({type(e).__name__}: {e}); "
                          "fix the folder or choose another with --export_dir") from None
-    shutil.rmtree(old, ignore_errors=True)
     return export_dir

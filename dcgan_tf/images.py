@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 from PIL import Image
+
+from dcgan_tf.atomic import atomic_path
 
 
 def to_uint8(images) -> np.ndarray:
@@ -47,11 +48,8 @@ def _to_pil(array: np.ndarray) -> Image.Image:
 
 def save_pil_atomic(image: Image.Image, path: str, **kwargs) -> None:
     """Saves a PIL image to a temporary file beside `path` (same extension) and renames it into place."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{os.getpid()}{ext}"
-    image.save(tmp, **kwargs)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, **kwargs)
 
 
 def save_image_grid(images, path: str, cols: int | None = None) -> str:

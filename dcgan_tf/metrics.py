@@ -35,6 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dcgan_tf.atomic import atomic_path
 from dcgan_tf.errors import FlagError
 
 # --------------------------------------------------------------------------------------------------------------
@@ -336,11 +337,8 @@ def _read_cached(path: str, key_json: str) -> dict[str, np.ndarray] | None:
 
 def _write_cached(path: str, key_json: str, arrays: Mapping[str, np.ndarray]) -> None:
     """Writes to a temporary file and renames it into place, so readers never see half a file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:  # a file object, so np.savez does not append another ".npz"
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez appends no ".npz"
         np.savez(f, key=np.array(key_json), **arrays)
-    os.replace(tmp, path)
 
 
 def arrays_cached(cache_dir: str, key: str | Mapping[str, Any],

@@ -40,8 +40,8 @@ import numpy as np
 from absl import app, flags
 from PIL import Image, ImageOps
 
+from dcgan_tf.atomic import write_json_atomic, write_text_atomic
 from dcgan_tf.cli import exit_with
-from dcgan_tf.config import write_json_atomic, write_text_atomic
 from dcgan_tf.decode import RESAMPLE, list_image_files, skip_reason, to_l_or_rgb
 from dcgan_tf.errors import DcganError, FlagError, check_choice, check_range
 from dcgan_tf.images import save_pil_atomic

@@ -17,8 +17,9 @@ import tensorflow as tf
 from absl import logging
 
 from dcgan_tf import __version__, distribute
+from dcgan_tf.atomic import write_json_atomic
 from dcgan_tf.checkpoint import TrainState, create_checkpoint, restore_latest, save_checkpoint
-from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags, write_json_atomic
+from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags
 from dcgan_tf.data import load_train_data
 from dcgan_tf.ema import GeneratorEma, create_ema
 from dcgan_tf.errors import DcganError

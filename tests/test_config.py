@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from dcgan_tf.atomic import write_json_atomic
 from dcgan_tf.config import (
     PRESETS,
     RunPaths,
@@ -12,7 +13,6 @@ from dcgan_tf.config import (
     apply_preset,
     check_against_saved,
     read_saved_flags,
-    write_json_atomic,
 )
 from dcgan_tf.errors import FlagError
 
