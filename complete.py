@@ -21,49 +21,18 @@ import sys
 from absl import app, flags
 
 from dcgan_tf import quiet
-from dcgan_tf.cli import exit_with
+from dcgan_tf.cli import define_flags, exit_with, flag_values
+from dcgan_tf.config import CompleteConfig
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint_dir", "checkpoints",
-                    "A trained run's checkpoint folder, or a folder of runs (the newest is used).")
-flags.DEFINE_string("imgs", "", "Images: comma-separated paths, globs or folders (positional paths work too).")
-flags.DEFINE_string("out_dir", "completions", "Output folder: one sub-folder per image and summary.json.")
-# Masks
-flags.DEFINE_string("mask_type", "center", "center, random, left, half, grid, lowres, full, pattern or file.")
-flags.DEFINE_float("center_scale", 0.25, "center: missing [l:u] with l = int(S*scale), u = int(S*(1-scale)).")
-flags.DEFINE_float("random_fraction", 0.8, "random: fraction of pixel positions missing.")
-flags.DEFINE_string("half_side", "random", "half: top, bottom, left, right, or random per image.")
-flags.DEFINE_string("mask", "", "file: one mask PNG for every image (white = known), at the model's size.")
-flags.DEFINE_string("mask_dir", "", "file: a folder of mask PNGs named like the images.")
-flags.DEFINE_integer("lowres_factor", 8, "lowres: compare images averaged over blocks of this size.")
-# Loss and optimisation
-flags.DEFINE_boolean("weighted_mask", True, "Weight known pixels by the missing fraction of their window.")
-flags.DEFINE_integer("window", 7, "Odd window size of --weighted_mask.")
-flags.DEFINE_float("lam", 0.1, "Weight of the perceptual (adversarial) loss.")
-flags.DEFINE_string("approach", "momentum", "Optimiser of z: momentum or adam.")
-flags.DEFINE_float("lr", 0.01, "Learning rate of z.")
-flags.DEFINE_float("momentum", 0.9, "momentum: the momentum.")
-flags.DEFINE_float("beta1", 0.9, "adam: beta1.")
-flags.DEFINE_float("beta2", 0.999, "adam: beta2.")
-flags.DEFINE_float("eps", 1e-8, "adam: epsilon.")
-flags.DEFINE_integer("n_iter", 1000, "Updates of z.")
-flags.DEFINE_integer("num_restarts", 1, "Starting points per image; the lowest final loss wins.")
-flags.DEFINE_integer("label", None, "Conditional models: the class of every image; default: try all classes.")
-flags.DEFINE_integer("batch_size", 64, "Images optimised together.")
-flags.DEFINE_integer("seed", 0, "Seed of the masks and starting points.")
-# Outputs
-flags.DEFINE_string("blend", "poisson", "poisson (exact Poisson blending) or none (paste G(z) into the hole).")
-flags.DEFINE_integer("out_interval", 0, "Snapshots and a progress GIF every N iterations; 0 = final only.")
-flags.DEFINE_boolean("overwrite", False, "Redo images that are already completed in --out_dir.")
+define_flags(CompleteConfig, exclude=("imgs",))
+flags.DEFINE_string("imgs", "", CompleteConfig.__dataclass_fields__["imgs"].metadata["help"])  # a tuple field
 
 
 def config_from_flags(positional):
     """One validated CompleteConfig from the flags and the positional image paths."""
-    from dcgan_tf.complete_cli import CompleteConfig
-
-    names = [f for f in CompleteConfig.__dataclass_fields__ if f != "imgs"]
     imgs = tuple(([FLAGS.imgs] if FLAGS.imgs else []) + list(positional))
-    return CompleteConfig(imgs=imgs, **{n: FLAGS[n].value for n in names}).validate()
+    return CompleteConfig(imgs=imgs, **flag_values(CompleteConfig, exclude=("imgs",))[0]).validate()
 
 
 def run(argv):

@@ -13,7 +13,6 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-BLENDS = ("poisson", "none")
 # Offsets of the 4-neighbourhood.
 _NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 

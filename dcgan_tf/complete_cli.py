@@ -30,14 +30,13 @@ from absl import logging
 from PIL import Image
 
 from dcgan_tf.atomic import write_json_atomic, write_text_atomic
-from dcgan_tf.blend import BLENDS, PoissonBlender, paste
-from dcgan_tf.completion import APPROACHES, LOSS_NAMES, Completer, psnr, ssim
+from dcgan_tf.blend import PoissonBlender, paste
+from dcgan_tf.completion import LOSS_NAMES, Completer, psnr, ssim
+from dcgan_tf.config import CompleteConfig
 from dcgan_tf.decode import load_image
-from dcgan_tf.errors import DcganError, FlagError, check_choice, check_range, check_whole_numbers
+from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.images import as_written, make_grid, save_gif, save_image
 from dcgan_tf.masks import (
-    HALF_SIDES,
-    MASK_TYPES,
     NO_HOLE_TYPES,
     check_mask_size,
     context_pool,
@@ -51,87 +50,6 @@ from dcgan_tf.progress import ProgressBar
 from dcgan_tf.runs import find_run, load_run
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-# Settings that do not change a completion: a re-run may differ in them and still skip finished images.
-# The run is compared by its checkpoint file instead of the spelling of --checkpoint_dir.
-OUTPUT_ONLY_FIELDS = ("checkpoint_dir", "imgs", "out_dir", "batch_size", "out_interval", "overwrite")
-
-
-@dataclasses.dataclass(frozen=True)
-class CompleteConfig:
-    """Every setting of complete.py; field names are flag names."""
-
-    checkpoint_dir: str = "checkpoints"  # a run's checkpoint folder (holds FLAGS.json), or a parent of runs
-    imgs: tuple[str, ...] = ()  # image paths, globs or folders (--imgs and positional arguments)
-    out_dir: str = "completions"
-    # Masks
-    mask_type: str = "center"
-    center_scale: float = 0.25
-    random_fraction: float = 0.8
-    half_side: str = "random"
-    mask: str = ""  # mask_type file: one PNG for every image
-    mask_dir: str = ""  # mask_type file: a PNG per image, named like the image
-    lowres_factor: int = 8
-    # Loss and optimisation
-    weighted_mask: bool = True
-    window: int = 7
-    lam: float = 0.1
-    approach: str = "momentum"
-    lr: float = 0.01
-    momentum: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    n_iter: int = 1000
-    num_restarts: int = 1
-    label: int | None = None  # conditional models: class of every image; None tries all classes
-    batch_size: int = 64
-    seed: int = 0
-    # Outputs
-    blend: str = "poisson"
-    out_interval: int = 0
-    overwrite: bool = False
-
-    def validate(self) -> CompleteConfig:
-        """Checks ranges, choices and combinations; raises FlagError naming the flag. Returns self."""
-        if not self.checkpoint_dir:
-            raise FlagError("checkpoint_dir", "is empty: give a run's checkpoint folder (e.g. "
-                                              "checkpoints/fashion_mnist_28x28) or a folder of runs")
-        check_whole_numbers(self, ("n_iter", "batch_size", "num_restarts"))
-        check_choice("mask_type", self.mask_type, MASK_TYPES)
-        check_choice("half_side", self.half_side, HALF_SIDES)
-        check_choice("approach", self.approach, APPROACHES)
-        check_choice("blend", self.blend, BLENDS)
-        check_range("center_scale", self.center_scale, 0 < self.center_scale < 0.5, "in (0, 0.5)")
-        check_range("random_fraction", self.random_fraction, 0 <= self.random_fraction < 1, "in [0, 1)")
-        check_range("lam", self.lam, self.lam >= 0, ">= 0")
-        check_range("lr", self.lr, self.lr > 0, "> 0")
-        check_range("eps", self.eps, self.eps > 0, "> 0")
-        for name in ("momentum", "beta1", "beta2"):
-            check_range(name, getattr(self, name), 0 <= getattr(self, name) < 1, "in [0, 1)")
-        check_range("window", self.window, self.window >= 1 and self.window % 2 == 1, "an odd number >= 1")
-        check_range("lowres_factor", self.lowres_factor, self.lowres_factor >= 2, ">= 2")
-        check_range("out_interval", self.out_interval, self.out_interval >= 0, ">= 0 (0 = no snapshots)")
-        self._validate_mask_files()
-        return self
-
-    def _validate_mask_files(self) -> None:
-        if self.mask and self.mask_dir:
-            raise FlagError("mask", "give --mask (one PNG for all images) or --mask_dir (one per image), not both")
-        if self.mask_type == "file" and not (self.mask or self.mask_dir):
-            raise FlagError("mask_type", "file needs --mask PATH or --mask_dir DIR (white = known)")
-        for flag in ("mask", "mask_dir"):
-            if getattr(self, flag) and self.mask_type != "file":
-                raise FlagError(flag, f"is only read with --mask_type file, not {self.mask_type}")
-        if self.mask and not os.path.isfile(self.mask):
-            raise FlagError("mask", f"{self.mask} is not a file")
-        if self.mask_dir and not os.path.isdir(self.mask_dir):
-            raise FlagError("mask_dir", f"{self.mask_dir} is not a folder")
-
-    def result_settings(self) -> dict:
-        """The settings that determine a completion (stored in summary.json and checked on re-runs)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in OUTPUT_ONLY_FIELDS}
-
-
 @dataclasses.dataclass
 class Item:
     """One input image on its way through a batch."""

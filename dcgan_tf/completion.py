@@ -23,11 +23,11 @@ import numpy as np
 import tensorflow as tf
 
 from dcgan_tf.blend import blend_images
+from dcgan_tf.config import APPROACHES
 from dcgan_tf.latent import sample_z, z_range
 from dcgan_tf.losses import generator_loss
 from dcgan_tf.model import apply_discriminator, apply_generator
 
-APPROACHES = ("momentum", "adam")
 LOSS_NAMES = ("contextual", "perceptual", "total")
 PROGRESS_EVERY = 10  # iterations between progress callbacks (each one waits for the device)
 MAX_PSNR = 100.0  # dB reported for a perfect match

@@ -24,6 +24,28 @@ IDX_SPLITS = ("all", "train")
 EVAL_FEATURES = ("auto", "classifier", "inception")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
+INTERPOLATIONS = ("linear", "slerp")
+# complete.py
+MASK_TYPES = ("center", "random", "left", "half", "grid", "lowres", "full", "pattern", "file")
+HALF_SIDES = ("random", "top", "bottom", "left", "right")
+APPROACHES = ("momentum", "adam")  # optimisers of z
+BLENDS = ("poisson", "none")
+VISUALIZE_OPTIONS = {
+    0: "a grid of random samples",
+    1: "one PNG per z dimension, sweeping it from one base z",
+    2: "GIFs sweeping randomly chosen dimensions around a small random base z",
+    3: "one GIF per z dimension, sweeping it from the centre of the z range",
+    4: "one GIF whose frames are grids of every dimension's sweep",
+    5: "interpolation between random z pairs (--interpolation linear|slerp), a grid and a GIF",
+}
+
+
+def setting(default: Any, help_text: str, *, choices: Any = None) -> Any:
+    """A config field that is also a command-line flag: its default, its help text and, for an enum flag, its
+    choices. `dcgan_tf.cli.define_flags` turns every such field into the absl flag of the same name."""
+    return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices})
+
+
 # Named recipes: flag values a preset sets unless the flag is given explicitly. "tuned" is the best recipe found
 # for conditional Fashion-MNIST / MNIST within 18 CPU-minutes (bench/recipes.py; README "Recipes").
 PRESETS: dict[str, dict[str, Any]] = {
@@ -41,72 +63,81 @@ ARCHITECTURE_FIELDS = (
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a training run; defaults are the flags' defaults."""
+    """Every setting of a training run; each field is the main.py flag of the same name (`setting`)."""
 
     # Data
-    dataset: str = "celebA"
-    data_dir: str = "./data"
-    input_fname_pattern: str = "*.jpg"
-    input_height: int = 108
-    input_width: int | None = None  # None: same as input_height
-    output_height: int = 64
-    output_width: int | None = None  # None: same as output_height
-    crop: bool = False
-    flip: bool = False
-    train_size: float = math.inf  # images per epoch at most
-    idx_split: str = "all"  # mnist / fashion_mnist: "all" (train + test, as carpedm20) or "train" (test held out)
+    dataset: str = setting("celebA", "Folder under --data_dir, or mnist / fashion_mnist, or a tfds name.")
+    data_dir: str = setting("./data", "Where datasets live.")
+    input_fname_pattern: str = setting("*.jpg", "Glob for image files inside the dataset folder.")
+    input_height: int = setting(108, "Height of the centre crop taken from each image (with --crop).")
+    input_width: int | None = setting(None, "Width of the centre crop; default: --input_height.")
+    output_height: int = setting(64, "Height of the images the model generates.")
+    output_width: int | None = setting(None, "Width of generated images; default: --output_height.")
+    crop: bool = setting(False, "Centre-crop input_height x input_width before resizing.")
+    flip: bool = setting(False, "Random horizontal flips of training images.")
+    train_size: float = setting(math.inf, "Images per epoch at most.")
+    idx_split: str = setting("all", "mnist / fashion_mnist: all (train + test, as carpedm20) or train (keeps the test "
+                                    "split held out).", choices=IDX_SPLITS)
     # Model
-    z_dim: int = 100
-    z_dist: str = "uniform_signed"
-    gf_dim: int = 64
-    df_dim: int = 64
-    gfc_dim: int = 1024
-    dfc_dim: int = 1024
-    conditional: bool | None = None  # None: on for labelled datasets (mnist, fashion_mnist)
-    arch: str = "dcgan"  # dcgan | mlp | infogan
-    d_norm: str = "auto"  # D's normalisation: batch | layer | none; auto: layer for wgan-gp, else batch
-    spectral_norm: bool = False  # spectral normalisation of D's layers
-    g_ema: float = 0.0  # decay of an exponential moving average of G's weights (0 = off), used for every output
+    z_dim: int = setting(100, "Dimension of the latent z.")
+    z_dist: str = setting("uniform_signed", "Distribution of z.", choices=Z_DISTS)
+    gf_dim: int = setting(64, "Generator filters in the last conv layer.")
+    df_dim: int = setting(64, "Discriminator filters in the first conv layer.")
+    gfc_dim: int = setting(1024, "Generator fully connected units (conditional model).")
+    dfc_dim: int = setting(1024, "Discriminator fully connected units (conditional model).")
+    conditional: bool | None = setting(None, "Condition on labels; default: on for mnist and fashion_mnist.")
+    arch: str = setting("dcgan", "Networks: dcgan (carpedm20), mlp (fully connected) or infogan (InfoGAN-style 28x28 "
+                                 "convnets).", choices=ARCHS)
+    d_norm: str = setting("auto",
+        "D's normalisation: batch, layer or none; auto: layer for wgan-gp, else batch.", choices=D_NORMS)
+    spectral_norm: bool = setting(False, "Spectrally normalise D's layers.")
+    g_ema: float = setting(0.0, "Decay of an exponential moving average of G's weights, used for every output "
+                                "(samples, evaluation, export, completion); 0 = off, typical 0.999.")
     # Optimisation
-    epoch: int = 25
-    batch_size: int = 64
-    learning_rate: float = 0.0002
-    learning_rate_d: float | None = None  # None: learning_rate
-    learning_rate_g: float | None = None  # None: learning_rate
-    beta1: float = 0.5
-    g_steps: int = 2
-    d_steps: int = 1  # D (critic) updates per step, each on its own real batch
-    loss: str = "gan"
-    gp_weight: float = 10.0  # weight of the WGAN-GP gradient penalty
-    label_smoothing: float = 0.0
-    instance_noise: float = 0.0
-    lr_decay_every: int = 0  # epochs; 0 = no decay
-    lr_decay: float = 1.0
-    seed: int = 0
-    nan_policy: str = "stop"  # stop | skip_batch: what a non-finite loss does
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
-    preset: str = "none"  # the named recipe the flags came from (see PRESETS); part of the default run name
+    epoch: int = setting(25, "Epochs to train.")
+    batch_size: int = setting(64, "Images per batch.")
+    learning_rate: float = setting(0.0002, "Adam learning rate of both networks.")
+    learning_rate_d: float | None = setting(None, "Adam learning rate of D; default: --learning_rate.")
+    learning_rate_g: float | None = setting(None, "Adam learning rate of G; default: --learning_rate.")
+    beta1: float = setting(0.5, "Adam beta1.")
+    g_steps: int = setting(2, "G updates per step, with the z of the step's last D update.")
+    d_steps: int = setting(1, "D (critic) updates per step, each on its own real batch (e.g. 5 for wgan-gp).")
+    loss: str = setting("gan", "gan (non-saturating BCE), minimax (saturating), lsgan (least squares), hinge or "
+                               "wgan-gp.", choices=LOSSES)
+    gp_weight: float = setting(10.0, "Weight of the WGAN-GP gradient penalty (--loss wgan-gp).")
+    label_smoothing: float = setting(0.0, "One-sided smoothing: real targets ~ U(L, 1); 0 = off.")
+    instance_noise: float = setting(0.0, "Gaussian noise on real images, stddev ~ U(0, S) per batch; 0 = off.")
+    lr_decay_every: int = setting(0, "Multiply learning rates by --lr_decay every N epochs; 0 = off.")
+    lr_decay: float = setting(1.0, "Step decay factor.")
+    seed: int = setting(0, "Seed of every random draw.")
+    nan_policy: str = setting("stop", "Non-finite loss: stop (keep the last good checkpoint) or skip_batch (skip the "
+                                      "update, count it).", choices=NAN_POLICIES)
+    max_minutes: float = setting(0.0, "Stop with a checkpoint after this many minutes; 0 = no limit.")
+    preset: str = setting("none", "A named recipe that sets several flags (see flags.md); flags you give explicitly "
+                                  "win.", choices=PRESETS)
     # Speed
-    mixed_precision: bool = False  # bfloat16 compute on CPU, float16 + loss scaling on GPU
-    jit_compile: bool = False  # XLA; slower for transposed convolutions on CPU
-    strategy: str = "default"  # default (no tf.distribute) | mirrored (local GPUs) | multi_worker (TF_CONFIG)
+    mixed_precision: bool = setting(False, "bfloat16 compute on CPU, float16 with loss scaling on GPU.")
+    jit_compile: bool = setting(False, "Compile the train step with XLA (slower on CPU for transposed convs).")
+    strategy: str = setting("default", "default (one device), mirrored (every local GPU) or multi_worker (the machines "
+                                       "in TF_CONFIG).", choices=STRATEGIES)
     # Evaluation
-    eval_freq: int = 0  # steps between quality measurements during training; 0 = off
-    eval_samples: int = 1000  # generated images per measurement during training
-    num_eval_samples: int = 10000  # generated images for --evaluate
-    eval_features: str = "auto"  # classifier | inception | auto (classifier for mnist/fashion_mnist)
-    fid_weights: str = ""  # local InceptionV3 (no top) weights file for inception features
-    classifier_dir: str = ""  # "": checkpoints/classifier_<dataset>
+    eval_freq: int = setting(0, "Measure FID/KID every N training steps (TensorBoard `fid`); 0 = off.")
+    eval_samples: int = setting(1000, "Generated images per measurement during training.")
+    num_eval_samples: int = setting(10000, "Generated images for --evaluate.")
+    eval_features: str = setting("auto",
+        "Feature extractor: classifier (28x28 labelled data), inception, or auto.", choices=EVAL_FEATURES)
+    fid_weights: str = setting("", "Local InceptionV3 (include_top=False) weights file for inception features.")
+    classifier_dir: str = setting("", "Trained classifier folder; default checkpoints/classifier_<dataset>.")
     # Outputs
-    out_dir: str = "out"
-    out_name: str = ""  # "": derived from the dataset and sizes
-    checkpoint_dir: str = "checkpoints"
-    sample_dir: str = "samples"
-    max_to_keep: int = 1
-    sample_freq: int = 200
-    ckpt_freq: int = 200
-    log_freq: int = 20
-    sample_num: int = 64
+    out_dir: str = setting("out", "Parent of run folders (FLAGS.json, TensorBoard logs).")
+    out_name: str = setting("", "Run folder name; default: derived from dataset and sizes.")
+    checkpoint_dir: str = setting("checkpoints", "Parent of run checkpoint folders.")
+    sample_dir: str = setting("samples", "Parent of run sample folders.")
+    max_to_keep: int = setting(1, "Checkpoints to keep.")
+    sample_freq: int = setting(200, "Write a sample grid every N steps.")
+    ckpt_freq: int = setting(200, "Write a checkpoint every N steps (and at each epoch's end).")
+    log_freq: int = setting(20, "Write summaries and update the progress bar every N steps.")
+    sample_num: int = setting(64, "Images in training sample grids.")
 
     def __post_init__(self):
         # Resolve the "same as" defaults so every consumer sees concrete values.
@@ -218,6 +249,128 @@ def apply_preset(values: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
     """
     recipe = PRESETS.get(values.get("preset", "none"), {})
     return {**values, **{k: v for k, v in recipe.items() if k not in explicit}}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModeConfig:
+    """What main.py does with a run: train it, evaluate it, or use it (generate, visualize, export)."""
+
+    train: bool = setting(False, "Train (resuming the run if it has a checkpoint).")
+    evaluate: bool = setting(False, "Measure FID/KID (and classifier score/accuracy) of --num_eval_samples images of "
+                                    "the trained model; writes <out_dir>/<out_name>/eval.json (without --train).")
+    generate_test_images: int = setting(0, "Write N single test images and a grid (without --train).")
+    label: int | None = setting(None, "Class of generated images (conditional model); default: all classes.")
+    visualize: bool = setting(False, "Write latent-space pictures of --option (without --train).")
+    option: int = setting(0, "Visualization: 0 grid, 1 sweep PNGs, 2 random-dim GIFs, 3 per-dim GIFs, 4 merged "
+                             "GIF, 5 interpolation.")
+    interpolation: str = setting("slerp", "Path between z pairs of --option 5.", choices=INTERPOLATIONS)
+    sweep_steps: int | None = setting(None, "Values per sweep or interpolation; default: --batch_size.")
+    export: bool = setting(False, "Export the generator as a TensorFlow SavedModel (without --train).")
+    export_dir: str = setting("", "Export folder; default: <checkpoint_dir>/<out_name>/export.")
+
+    def validate(self) -> ModeConfig:
+        """Checks the use-a-trained-model settings (ignored by --train and --evaluate); FlagError names the flag."""
+        if self.train or self.evaluate:
+            return self
+        check_range("generate_test_images", self.generate_test_images, self.generate_test_images >= 0,
+                    ">= 0 (0 = off)")
+        check_choice("option", self.option, tuple(VISUALIZE_OPTIONS))
+        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        if self.sweep_steps is not None:
+            check_range("sweep_steps", self.sweep_steps, self.sweep_steps >= 2, ">= 2")
+        for name, changed, mode in (("option", self.option != 0, "visualize"),
+                                    ("interpolation", self.interpolation != "slerp", "visualize"),
+                                    ("sweep_steps", self.sweep_steps is not None, "visualize"),
+                                    ("export_dir", bool(self.export_dir), "export")):
+            if changed and not getattr(self, mode):
+                raise FlagError(name, f"only applies with --{mode}; add --{mode}")
+        return self
+
+    def use_options(self) -> dict[str, Any]:
+        """The keyword arguments of `generate.use_trained_model`."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("train", "evaluate")}
+
+
+# Settings that do not change a completion: a re-run may differ in them and still skip finished images.
+# The run is compared by its checkpoint file instead of the spelling of --checkpoint_dir.
+OUTPUT_ONLY_FIELDS = ("checkpoint_dir", "imgs", "out_dir", "batch_size", "out_interval", "overwrite")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompleteConfig:
+    """Every setting of complete.py; each field is the flag of the same name (`config.setting`)."""
+
+    checkpoint_dir: str = setting("checkpoints", "A trained run's checkpoint folder, or a folder of runs (the newest "
+                                                 "is used).")
+    imgs: tuple[str, ...] = setting((), "Images: comma-separated paths, globs or folders (positional paths work too).")
+    out_dir: str = setting("completions", "Output folder: one sub-folder per image and summary.json.")
+    # Masks
+    mask_type: str = setting("center", "center, random, left, half, grid, lowres, full, pattern or file.")
+    center_scale: float = setting(0.25, "center: missing [l:u] with l = int(S*scale), u = int(S*(1-scale)).")
+    random_fraction: float = setting(0.8, "random: fraction of pixel positions missing.")
+    half_side: str = setting("random", "half: top, bottom, left, right, or random per image.")
+    mask: str = setting("", "file: one mask PNG for every image (white = known), at the model's size.")
+    mask_dir: str = setting("", "file: a folder of mask PNGs named like the images.")
+    lowres_factor: int = setting(8, "lowres: compare images averaged over blocks of this size.")
+    # Loss and optimisation
+    weighted_mask: bool = setting(True, "Weight known pixels by the missing fraction of their window.")
+    window: int = setting(7, "Odd window size of --weighted_mask.")
+    lam: float = setting(0.1, "Weight of the perceptual (adversarial) loss.")
+    approach: str = setting("momentum", "Optimiser of z: momentum or adam.")
+    lr: float = setting(0.01, "Learning rate of z.")
+    momentum: float = setting(0.9, "momentum: the momentum.")
+    beta1: float = setting(0.9, "adam: beta1.")
+    beta2: float = setting(0.999, "adam: beta2.")
+    eps: float = setting(1e-8, "adam: epsilon.")
+    n_iter: int = setting(1000, "Updates of z.")
+    num_restarts: int = setting(1, "Starting points per image; the lowest final loss wins.")
+    label: int | None = setting(None, "Conditional models: the class of every image; default: try all classes.")
+    batch_size: int = setting(64, "Images optimised together.")
+    seed: int = setting(0, "Seed of the masks and starting points.")
+    # Outputs
+    blend: str = setting("poisson", "poisson (exact Poisson blending) or none (paste G(z) into the hole).")
+    out_interval: int = setting(0, "Snapshots and a progress GIF every N iterations; 0 = final only.")
+    overwrite: bool = setting(False, "Redo images that are already completed in --out_dir.")
+
+    def validate(self) -> CompleteConfig:
+        """Checks ranges, choices and combinations; raises FlagError naming the flag. Returns self."""
+        if not self.checkpoint_dir:
+            raise FlagError("checkpoint_dir", "is empty: give a run's checkpoint folder (e.g. "
+                                              "checkpoints/fashion_mnist_28x28) or a folder of runs")
+        check_whole_numbers(self, ("n_iter", "batch_size", "num_restarts"))
+        check_choice("mask_type", self.mask_type, MASK_TYPES)
+        check_choice("half_side", self.half_side, HALF_SIDES)
+        check_choice("approach", self.approach, APPROACHES)
+        check_choice("blend", self.blend, BLENDS)
+        check_range("center_scale", self.center_scale, 0 < self.center_scale < 0.5, "in (0, 0.5)")
+        check_range("random_fraction", self.random_fraction, 0 <= self.random_fraction < 1, "in [0, 1)")
+        check_range("lam", self.lam, self.lam >= 0, ">= 0")
+        check_range("lr", self.lr, self.lr > 0, "> 0")
+        check_range("eps", self.eps, self.eps > 0, "> 0")
+        for name in ("momentum", "beta1", "beta2"):
+            check_range(name, getattr(self, name), 0 <= getattr(self, name) < 1, "in [0, 1)")
+        check_range("window", self.window, self.window >= 1 and self.window % 2 == 1, "an odd number >= 1")
+        check_range("lowres_factor", self.lowres_factor, self.lowres_factor >= 2, ">= 2")
+        check_range("out_interval", self.out_interval, self.out_interval >= 0, ">= 0 (0 = no snapshots)")
+        self._validate_mask_files()
+        return self
+
+    def _validate_mask_files(self) -> None:
+        if self.mask and self.mask_dir:
+            raise FlagError("mask", "give --mask (one PNG for all images) or --mask_dir (one per image), not both")
+        if self.mask_type == "file" and not (self.mask or self.mask_dir):
+            raise FlagError("mask_type", "file needs --mask PATH or --mask_dir DIR (white = known)")
+        for flag in ("mask", "mask_dir"):
+            if getattr(self, flag) and self.mask_type != "file":
+                raise FlagError(flag, f"is only read with --mask_type file, not {self.mask_type}")
+        if self.mask and not os.path.isfile(self.mask):
+            raise FlagError("mask", f"{self.mask} is not a file")
+        if self.mask_dir and not os.path.isdir(self.mask_dir):
+            raise FlagError("mask_dir", f"{self.mask_dir} is not a folder")
+
+    def result_settings(self) -> dict:
+        """The settings that determine a completion (stored in summary.json and checked on re-runs)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in OUTPUT_ONLY_FIELDS}
 
 
 @dataclasses.dataclass(frozen=True)

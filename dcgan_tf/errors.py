@@ -16,7 +16,7 @@ class FlagError(DcganError):
 def check_choice(flag: str, value, choices) -> None:
     """FlagError unless value is one of choices."""
     if value not in choices:
-        raise FlagError(flag, f"must be one of {', '.join(choices)}, got {value!r}")
+        raise FlagError(flag, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
 def check_range(flag: str, value, ok: bool, what: str) -> None:

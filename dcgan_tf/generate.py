@@ -14,14 +14,12 @@ import os
 import numpy as np
 
 from dcgan_tf import visualize as visualize_lib
-from dcgan_tf.config import RunPaths, TrainConfig
-from dcgan_tf.errors import FlagError
+from dcgan_tf.config import ModeConfig, RunPaths, TrainConfig
 from dcgan_tf.export import export_generator
 from dcgan_tf.images import save_image, save_image_grid
 from dcgan_tf.progress import track
 from dcgan_tf.runs import load_run
 from dcgan_tf.sampling import GRID_NAME, Sampler, check_label, grid_columns, sample_batches, save_random_grid
-from dcgan_tf.visualize import INTERPOLATIONS, OPTIONS
 
 
 def numbered_name(index: int, n: int, class_id: int | None = None) -> str:
@@ -64,18 +62,6 @@ def describe_written(paths: list[str]) -> list[str]:
     return lines + [f"exported the generator to {p}" for p in paths if os.path.isdir(p)]
 
 
-def _check_modes(generate_test_images: int, option: int, interpolation: str, sweep_steps: int | None) -> None:
-    """FlagError naming the first mode setting out of range, before the checkpoint is loaded."""
-    if generate_test_images < 0:
-        raise FlagError("generate_test_images", f"must be >= 0 (0 = off), got {generate_test_images}")
-    if option not in OPTIONS:
-        raise FlagError("option", f"must be one of {', '.join(map(str, OPTIONS))}, got {option}")
-    if interpolation not in INTERPOLATIONS:
-        raise FlagError("interpolation", f"must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
-    if sweep_steps is not None and sweep_steps < 2:
-        raise FlagError("sweep_steps", f"must be >= 2, got {sweep_steps}")
-
-
 def use_trained_model(cfg: TrainConfig, *, generate_test_images: int = 0, label: int | None = None,
                       visualize: bool = False, option: int = 0, interpolation: str = "slerp",
                       sweep_steps: int | None = None, export: bool = False, export_dir: str = "") -> list[str]:
@@ -85,8 +71,8 @@ def use_trained_model(cfg: TrainConfig, *, generate_test_images: int = 0, label:
       cfg: this command's settings; the architecture flags must match the saved run's FLAGS.json.
       generate_test_images: write this many single PNGs and a grid (0 = off).
       label: class for every image of a conditional model (None = all classes).
-      visualize: run visualization `option` (see visualize.OPTIONS).
-      option: 0-5, as visualize.OPTIONS.
+      visualize: run visualization `option` (see config.VISUALIZE_OPTIONS).
+      option: 0-5, as config.VISUALIZE_OPTIONS.
       interpolation: "linear" or "slerp", for option 5.
       sweep_steps: values per sweep or interpolation (None = cfg.batch_size).
       export: write the generator as a SavedModel.
@@ -95,7 +81,8 @@ def use_trained_model(cfg: TrainConfig, *, generate_test_images: int = 0, label:
     Returns:
       The paths written (the export folder for an export).
     """
-    _check_modes(generate_test_images, option, interpolation, sweep_steps)
+    ModeConfig(generate_test_images=generate_test_images, label=label, visualize=visualize, option=option,
+               interpolation=interpolation, sweep_steps=sweep_steps, export=export, export_dir=export_dir).validate()
     paths = RunPaths.from_config(cfg)
     run = load_run(paths.checkpoint_dir, cfg)
     sampler = Sampler.from_run(run, cfg.batch_size)

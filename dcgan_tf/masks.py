@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from dcgan_tf.config import HALF_SIDES
 from dcgan_tf.errors import DcganError
 
-MASK_TYPES = ("center", "random", "left", "half", "grid", "lowres", "full", "pattern", "file")
-HALF_SIDES = ("random", "top", "bottom", "left", "right")
 NO_HOLE_TYPES = ("full", "lowres")
 PATTERN_FRACTION = 0.25  # missing fraction of `pattern` masks (Yeh et al.'s random pattern, ~25%)
 GRID_STEP = 4  # `grid`: every 4th pixel in each direction is known
@@ -71,7 +70,7 @@ def make_mask(mask_type: str, height: int, width: int, *, rng: np.random.Generat
     """One generated mask (every type but `file`).
 
     Args:
-      mask_type: one of MASK_TYPES except "file".
+      mask_type: one of config.MASK_TYPES except "file".
       height: image height.
       width: image width.
       rng: the image's own seeded generator (random, pattern, and half with half_side "random").

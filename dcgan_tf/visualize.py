@@ -25,20 +25,12 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from dcgan_tf.config import INTERPOLATIONS, VISUALIZE_OPTIONS
 from dcgan_tf.errors import FlagError
 from dcgan_tf.images import make_grid, save_gif, save_image_grid, to_uint8
 from dcgan_tf.latent import sample_z, z_range
 from dcgan_tf.sampling import GRID_NAME, Sampler, save_random_grid
 
-OPTIONS = {
-    0: "a grid of random samples",
-    1: "one PNG per z dimension, sweeping it from one base z",
-    2: "GIFs sweeping randomly chosen dimensions around a small random base z",
-    3: "one GIF per z dimension, sweeping it from the centre of the z range",
-    4: "one GIF whose frames are grids of every dimension's sweep",
-    5: "interpolation between random z pairs (--interpolation linear|slerp), a grid and a GIF",
-}
-INTERPOLATIONS = ("linear", "slerp")
 RANDOM_DIMS = 10  # option 2: dimensions swept, at most
 BASE_SPREAD = 0.1  # option 2: the base z lies within +-BASE_SPREAD * (range width) of the centre
 INTERPOLATION_ROWS = 8  # option 5: z pairs of an unconditional model (or of one --label)
@@ -230,7 +222,7 @@ def save_interpolation(sampler: Sampler, sample_dir: str, *, steps: int, seed: i
 
 def visualize(sampler: Sampler, sample_dir: str, *, option: int, seed: int = 0, label: int | None = None,
               steps: int | None = None, sample_num: int = 64, method: str = "slerp") -> list[str]:
-    """Runs one visualization option (see OPTIONS and the module docstring). Returns the paths written.
+    """Runs one visualization option (see VISUALIZE_OPTIONS and the module docstring). Returns the paths written.
 
     Args:
       sampler: the trained generator.
@@ -257,4 +249,4 @@ def visualize(sampler: Sampler, sample_dir: str, *, option: int, seed: int = 0, 
         return save_merged_sweep_gif(sampler, sample_dir, steps=steps, label=label)
     if option == 5:
         return save_interpolation(sampler, sample_dir, steps=steps, seed=seed, label=label, method=method)
-    raise FlagError("option", f"must be one of {', '.join(map(str, OPTIONS))}, got {option}")
+    raise FlagError("option", f"must be one of {', '.join(map(str, VISUALIZE_OPTIONS))}, got {option}")

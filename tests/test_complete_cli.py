@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 from run_factory import make_run
 
-from dcgan_tf.complete_cli import CompleteConfig, output_names, resolve_image_paths, run_completion
+from dcgan_tf.complete_cli import output_names, resolve_image_paths, run_completion
 from dcgan_tf.completion import psnr, ssim
+from dcgan_tf.config import CompleteConfig
 from dcgan_tf.decode import load_image
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.runs import find_run
@@ -227,7 +228,7 @@ def test_several_runs_take_the_most_recently_written_and_say_which(tmp_path, ima
         _, paths, _, _ = make_run(tmp_path, size=SIZE, out_name=name)
         for f in os.listdir(paths.checkpoint_dir):
             os.utime(os.path.join(paths.checkpoint_dir, f), (mtime, mtime))
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")  # absl sets its own level when flags are parsed
     summary = run_completion(config(str(tmp_path / "checkpoints"), images[:1], tmp_path / "out"))
     assert os.path.dirname(summary["settings"]["checkpoint"]) == str(tmp_path / "checkpoints" / "newer")
     assert f"2 runs in {tmp_path / 'checkpoints'}; using the most recently written: " in caplog.text
@@ -244,7 +245,7 @@ def test_no_run_is_one_line_saying_how_to_train_one(tmp_path, images):
 
 def test_a_crop_run_takes_images_already_at_its_output_size_as_they_are(tmp_path, images, caplog):
     _, paths, _, _ = make_run(tmp_path, size=SIZE, crop=True, input_height=16)  # trained on 16x16 centre crops
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="absl")  # absl sets its own level when flags are parsed
     # b.png is 8x8 (the output size): used as it is; a.png is 12x10, smaller than the crop: skipped as before
     summary = run_completion(config(paths.checkpoint_dir, images[:2], tmp_path / "out"))
     assert list(summary["images"]) == ["b"] and [s["path"] for s in summary["skipped"]] == [images[0]]
