@@ -318,7 +318,7 @@ def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig,
     bar = {}
 
     def on_progress(done, total, loss):
-        bar.setdefault("bar", ProgressBar(total, prefix=title)).update(done, {"loss": loss})
+        bar.setdefault("bar", ProgressBar(total, prefix=title, every_s=5.0)).update(done, {"loss": loss})
 
     seeds = [int(np.random.SeedSequence([cfg.seed, item.key]).generate_state(1)[0]) for item in batch]
     labels = None if cfg.label is None else np.full(len(batch), cfg.label)

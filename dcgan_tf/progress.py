@@ -15,13 +15,17 @@ T = TypeVar("T")
 
 
 class ProgressBar:
-    """Shows `step/total [bar] img/s losses`. Call `update` only every few steps: it formats floats."""
+    """Shows `step/total [bar] img/s losses`. Call `update` only every few steps: it formats floats.
 
-    def __init__(self, total: int, prefix: str = "", width: int = 24, stream=None):
-        self.total, self.prefix, self.width = total, prefix, width
+    On a terminal the line is redrawn at every update; elsewhere (a log file, a pipe) each update is a new line,
+    at most one every `every_s` seconds besides the last.
+    """
+
+    def __init__(self, total: int, prefix: str = "", width: int = 24, stream=None, every_s: float = 0.0):
+        self.total, self.prefix, self.width, self.every_s = total, prefix, width, every_s
         self.stream = stream or sys.stdout
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.t0 = time.perf_counter()
+        self.t0 = self.last = time.perf_counter()
 
     def format(self, done: int, values: dict[str, float]) -> str:
         filled = int(self.width * done / max(self.total, 1))
@@ -30,11 +34,14 @@ class ProgressBar:
         return f"{self.prefix}{done}/{self.total} [{bar}] {time.perf_counter() - self.t0:.0f}s {stats}"
 
     def update(self, done: int, values: dict[str, float]) -> None:
-        line = self.format(done, values)
+        now = time.perf_counter()
         if self.tty:
-            self.stream.write("\r" + line + ("\n" if done >= self.total else ""))
+            self.stream.write("\r" + self.format(done, values) + ("\n" if done >= self.total else ""))
+        elif done >= self.total or now - self.last >= self.every_s:
+            self.stream.write(self.format(done, values) + "\n")
         else:
-            self.stream.write(line + "\n")
+            return
+        self.last = now
         self.stream.flush()
 
 
@@ -50,12 +57,9 @@ def track(items: Iterable[T], total: int, *, prefix: str = "", size: Callable[[T
       stream: where the bar goes (default stdout).
       every_s: off a terminal, a line at most every this many seconds (and at the end), not one per item.
     """
-    bar = ProgressBar(total, prefix=prefix, stream=stream)
-    done, last = 0, time.perf_counter()
+    bar = ProgressBar(total, prefix=prefix, stream=stream, every_s=every_s)
+    done = 0
     for item in items:
         yield item
         done += size(item)
-        now = time.perf_counter()
-        if bar.tty or done >= total or now - last >= every_s:
-            bar.update(min(done, total), {})
-            last = now
+        bar.update(min(done, total), {})

@@ -25,3 +25,16 @@ def test_track_reports_each_item_when_asked_every_time():
     stream = io.StringIO()
     list(track(iter([[1, 2], [3]]), 3, size=len, stream=stream, every_s=0))
     assert [line.split(" [")[0] for line in stream.getvalue().splitlines()] == ["2/3", "3/3"]
+
+
+def test_off_a_terminal_updates_are_thinned_to_one_line_per_interval_and_the_last():
+    stream = io.StringIO()
+    bar = ProgressBar(100, prefix="batch 1/1 ", stream=stream, every_s=3600)
+    for done in range(10, 101, 10):
+        bar.update(done, {"loss": 1.0})
+    assert [line.split(" [")[0] for line in stream.getvalue().splitlines()] == ["batch 1/1 100/100"]
+    every = io.StringIO()
+    bar = ProgressBar(3, stream=every)  # every_s 0: the training loop's bar, a line per update
+    for done in (1, 2, 3):
+        bar.update(done, {})
+    assert len(every.getvalue().splitlines()) == 3
