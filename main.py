@@ -16,12 +16,10 @@ Every flag is documented in flags.md.
 """
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-from dcgan_tf import quiet
-from dcgan_tf.cli import define_flags, exit_with, flag_values
+from dcgan_tf.cli import define_flags, exit_with, flag_values, start
 from dcgan_tf.config import ModeConfig, TrainConfig, apply_preset
 
 FLAGS = flags.FLAGS
@@ -61,9 +59,9 @@ def run(_argv):
 
 
 def main(argv):
+    """absl's main: `run`, with a user error as one line and exit code 2."""
     exit_with(run, argv)
 
 
 if __name__ == "__main__":
-    quiet.hide_tensorflow_logs(sys.argv)  # before TensorFlow loads; --verbosity 1 shows its lines
-    app.run(main)
+    start(main)

@@ -12,8 +12,9 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from absl import flags
+from absl import app, flags
 
+from dcgan_tf import quiet
 from dcgan_tf.errors import DcganError
 
 _DEFINE = {"bool": flags.DEFINE_boolean, "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
@@ -49,6 +50,13 @@ def flag_values(config_cls: type, *, exclude: Iterable[str] = (), flag_values: f
     """The values of `config_cls`'s flags by field name, and the names of those given on the command line."""
     names = [f.name for f in dataclasses.fields(config_cls) if f.name not in exclude]
     return {n: flag_values[n].value for n in names}, {n for n in names if flag_values[n].present}
+
+
+def start(main: Callable[[list[str]], None]) -> None:
+    """A program's `__main__`: hide TensorFlow's start-up lines (before it loads), then absl parses the flags and
+    calls main(argv)."""
+    quiet.hide_tensorflow_logs(sys.argv)  # --verbosity 1 shows them
+    app.run(main)
 
 
 def exit_with(run: Callable[[list[str]], int], argv: list[str]) -> None:

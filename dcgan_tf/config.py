@@ -95,6 +95,7 @@ class TrainConfig:
                                 "(samples, evaluation, export, completion); 0 = off, typical 0.999.")
     # Optimisation
     epoch: int = setting(25, "Epochs to train.")
+    seed: int = setting(0, "Seed of every random draw.")
     batch_size: int = setting(64, "Images per batch.")
     learning_rate: float = setting(0.0002, "Adam learning rate of both networks.")
     learning_rate_d: float | None = setting(None, "Adam learning rate of D; default: --learning_rate.")
@@ -109,10 +110,9 @@ class TrainConfig:
     instance_noise: float = setting(0.0, "Gaussian noise on real images, stddev ~ U(0, S) per batch; 0 = off.")
     lr_decay_every: int = setting(0, "Multiply learning rates by --lr_decay every N epochs; 0 = off.")
     lr_decay: float = setting(1.0, "Step decay factor.")
-    seed: int = setting(0, "Seed of every random draw.")
+    max_minutes: float = setting(0.0, "Stop with a checkpoint after this many minutes; 0 = no limit.")
     nan_policy: str = setting("stop", "Non-finite loss: stop (keep the last good checkpoint) or skip_batch (skip the "
                                       "update, count it).", choices=NAN_POLICIES)
-    max_minutes: float = setting(0.0, "Stop with a checkpoint after this many minutes; 0 = no limit.")
     preset: str = setting("none", "A named recipe that sets several flags (see flags.md); flags you give explicitly "
                                   "win.", choices=PRESETS)
     # Speed
