@@ -171,8 +171,8 @@ class Completer:
         self._evaluate = tf.function(self._losses)
 
     def _losses(self):
-        generated = apply_generator(self.G, self.z, self.labels, False)
-        logits = apply_discriminator(self.D, generated, self.labels, False)
+        generated = apply_generator(self.G, self.z, self.labels, training=False)
+        logits = apply_discriminator(self.D, generated, self.labels, training=False)
         contextual = contextual_loss(generated, self.target, self.weights, self.pool)
         perceptual = perceptual_loss(logits, self.loss)
         return {"contextual": contextual, "perceptual": perceptual,

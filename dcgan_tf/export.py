@@ -30,7 +30,7 @@ VALUE_RANGE = (-1.0, 1.0)
 def export_metadata(sampler, source: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a consumer needs to sample the exported generator correctly (the contents of dcgan_tf_export.json)."""
     z = tf.zeros((1, sampler.z_dim))
-    _, height, width, channels = apply_generator(sampler.generator, z, sampler.labels(1), False).shape
+    _, height, width, channels = apply_generator(sampler.generator, z, sampler.labels(1), training=False).shape
     inputs = {"z": [None, sampler.z_dim]}
     if sampler.y_dim:
         inputs["labels"] = [None, sampler.y_dim]

@@ -289,7 +289,8 @@ def create_models(*, output_height: int, output_width: int, c_dim: int, z_dim: i
         G = Generator(output_height, output_width, c_dim, gf_dim, name="generator")
         D = Discriminator(df_dim, d_norm, spectral_norm, name="discriminator")
     labels = ops.zeros((1, y_dim))
-    apply_discriminator(D, apply_generator(G, ops.zeros((1, z_dim)), labels), labels)
+    images = apply_generator(G, ops.zeros((1, z_dim)), labels, training=False)  # builds G's weights
+    apply_discriminator(D, images, labels, training=False)
     return G, D
 
 

@@ -45,7 +45,7 @@ class Sampler:
         z = np.asarray(z, np.float32)
         labels = self.labels(len(z)) if labels is None else np.asarray(labels, np.float32)
         batches = [apply_generator(self.generator, tf.constant(z[i:i + self.batch_size]),
-                                   tf.constant(labels[i:i + self.batch_size]), False).numpy()
+                                   tf.constant(labels[i:i + self.batch_size]), training=False).numpy()
                    for i in range(0, len(z), self.batch_size)]
         return np.concatenate(batches)
 

@@ -54,9 +54,9 @@ def test_generator_has_no_fixed_batch_size_and_stays_in_range():
 def test_apply_helpers_dispatch_on_labels():
     G, D = create_models(output_height=8, output_width=8, c_dim=3, z_dim=4, gf_dim=2, df_dim=2)
     z = np.ones((2, 4), np.float32)
-    images = apply_generator(G, z, np.zeros((2, 0), np.float32))
+    images = apply_generator(G, z, np.zeros((2, 0), np.float32), training=False)
     np.testing.assert_allclose(images, G(z, training=False))
-    assert apply_discriminator(D, images, np.zeros((2, 0), np.float32)).shape == (2, 1)
+    assert apply_discriminator(D, images, np.zeros((2, 0), np.float32), training=False).shape == (2, 1)
 
 
 def test_layer_sizes_halve_rounding_up():
