@@ -118,7 +118,7 @@ def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
-def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> Callable:
+def make_classifier_step(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> Callable:
     """A compiled step (images [n, 28, 28, 1], labels [n]) -> {"loss", "accuracy"} scalar tensors."""
 
     @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32), tf.TensorSpec([None], tf.int64)])
@@ -170,7 +170,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, *, epochs: int = 5,
     images, labels = _check_labelled(images, labels)
     if model is None:
         model = build_classifier(seed=seed, **model_kwargs)
-    train_step = make_train_step(model, keras.optimizers.Adam(learning_rate))
+    train_step = make_classifier_step(model, keras.optimizers.Adam(learning_rate))
     rng = np.random.default_rng(seed)
     num_images = images.shape[0]
     for epoch in range(epochs):
