@@ -21,6 +21,11 @@ import sys
 import time
 from collections.abc import Callable
 
+if __name__ == "__main__":  # run as a program: hide TensorFlow's start-up lines before it loads (dcgan_tf.quiet)
+    from dcgan_tf.quiet import hide_tensorflow_logs
+
+    hide_tensorflow_logs(sys.argv)
+
 import keras
 import numpy as np
 import tensorflow as tf
