@@ -8,7 +8,9 @@ size, channels, crop, z and the model come from there):
       --approach adam --out_interval 50 --imgs "aligned/*.png"
 Your own masks (white = known), one per image, named like the images:
   python complete.py --checkpoint_dir checkpoints/celebA_64x64 --mask_type file --mask_dir masks/ photos/*.jpg
-A conditional model (Fashion-MNIST) tries every class and keeps the best unless --label is given:
+A conditional model (Fashion-MNIST) chooses each image's class unless --label is given (a short pilot of every
+class, then the two best in full, ranked with the tool's classifier on the known pixels as a prior):
+  python complete.py --checkpoint_dir checkpoints/fm_heldout --imgs tests/
   python complete.py --checkpoint_dir checkpoints/fashion_mnist_28x28 --label 7 --imgs shoes/
 
 Outputs go to --out_dir (completions/): one folder per image and summary.json. Every flag is in flags.md.
@@ -43,7 +45,14 @@ flags.DEFINE_float("beta2", 0.999, "adam: beta2.")
 flags.DEFINE_float("eps", 1e-8, "adam: epsilon.")
 flags.DEFINE_integer("n_iter", 1000, "Updates of z.")
 flags.DEFINE_integer("num_restarts", 1, "Starting points per image; the lowest final loss wins.")
-flags.DEFINE_integer("label", None, "Conditional models: the class of every image; default: try all classes.")
+flags.DEFINE_integer("label", None, "Conditional models: the class of every image; default: choose per image.")
+flags.DEFINE_string("class_search", "pilot", "Without --label: pilot (every class for --pilot_iter, then the "
+                    "--top_k best in full) or all (every class in full, 10x the time).")
+flags.DEFINE_integer("pilot_iter", 0, "Iterations of the pilot of every class; 0 = n_iter // 10.")
+flags.DEFINE_integer("top_k", 2, "Classes completed in full after the pilot.")
+flags.DEFINE_string("classifier_dir", "", "Classifier of the class prior; default <checkpoints>/classifier_<dataset> "
+                    "when present; none = no prior.")
+flags.DEFINE_float("prior_weight", 0.5, "Weight of -log p(class | known pixels) against log(total loss).")
 flags.DEFINE_integer("batch_size", 64, "Images optimised together.")
 flags.DEFINE_integer("seed", 0, "Seed of the masks and starting points.")
 # Outputs

@@ -30,7 +30,8 @@ from absl import logging
 from PIL import Image
 
 from dcgan_tf.blend import BLENDS, PoissonBlender, paste
-from dcgan_tf.completion import APPROACHES, LOSS_NAMES, Completer, psnr, ssim
+from dcgan_tf.class_prior import DEFAULT_PRIOR_WEIGHT, classifier_prior
+from dcgan_tf.completion import APPROACHES, CLASS_SEARCHES, LOSS_NAMES, Completer, psnr, ssim
 from dcgan_tf.config import write_json_atomic, write_text_atomic
 from dcgan_tf.data import load_image
 from dcgan_tf.errors import DcganError, FlagError, check_choice, check_range, check_whole_numbers
@@ -83,7 +84,12 @@ class CompleteConfig:
     eps: float = 1e-8
     n_iter: int = 1000
     num_restarts: int = 1
-    label: int | None = None  # conditional models: class of every image; None tries all classes
+    label: int | None = None  # conditional models: class of every image; None chooses each image's class
+    class_search: str = "pilot"  # without --label: pilot (every class briefly, then the top_k) or all
+    pilot_iter: int = 0  # iterations of the pilot; 0 = n_iter // 10
+    top_k: int = 2  # classes completed in full after the pilot
+    classifier_dir: str = ""  # the class prior's classifier; "" = <checkpoints>/classifier_<dataset>, "none" = off
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT  # weight of -log p(class | known pixels) against log(total loss)
     batch_size: int = 64
     seed: int = 0
     # Outputs
@@ -96,7 +102,12 @@ class CompleteConfig:
         if not self.checkpoint_dir:
             raise FlagError("checkpoint_dir", "is required: a trained run's checkpoint folder, e.g. "
                                               "checkpoints/fashion_mnist_28x28")
-        check_whole_numbers(self, ("n_iter", "batch_size", "num_restarts"))
+        check_whole_numbers(self, ("n_iter", "batch_size", "num_restarts", "top_k"))
+        check_whole_numbers(self, ("pilot_iter",), minimum=0)
+        check_choice("class_search", self.class_search, CLASS_SEARCHES)
+        check_range("prior_weight", self.prior_weight, self.prior_weight >= 0, ">= 0")
+        if self.classifier_dir not in ("", "none") and not os.path.isdir(self.classifier_dir):
+            raise FlagError("classifier_dir", f"{self.classifier_dir} is not a folder (\"none\" turns the prior off)")
         check_choice("mask_type", self.mask_type, MASK_TYPES)
         check_choice("half_side", self.half_side, HALF_SIDES)
         check_choice("approach", self.approach, APPROACHES)
@@ -276,6 +287,19 @@ def save_snapshots(folder: str, item: Item, steps, generated, completions) -> No
     save_gif(frames, os.path.join(folder, "progress.gif"), duration_ms=150)
 
 
+def class_choice_record(result, i: int) -> dict | None:
+    """Image i's label-free class choice: the chosen class and the runner-up with their final losses, and
+    every class's total after the pilot (None for a given --label or an unconditional model). With --top_k 1
+    the runner-up had only the pilot: its losses are the pilot's total alone."""
+    if result.runner_up[i] < 0:
+        return None
+    losses = lambda d: {k: _finite(float(v[i])) for k, v in d.items()}
+    pilot = [_finite(float(x)) for x in result.pilot_losses[i]]
+    return {"chosen": int(result.labels[i]), "chosen_losses": losses(result.final_losses),
+            "runner_up": int(result.runner_up[i]), "runner_up_losses": losses(result.runner_up_losses),
+            "pilot_total": pilot if any(x is not None for x in pilot) else None}
+
+
 def finish_item(item: Item, i: int, result, cfg: CompleteConfig, keep: np.ndarray, pool: int) -> dict:
     """Blends, scores and writes one image's files; result.json goes last. Returns the image's record."""
     folder = os.path.join(cfg.out_dir, item.name)
@@ -296,7 +320,7 @@ def finish_item(item: Item, i: int, result, cfg: CompleteConfig, keep: np.ndarra
               "psnr_hole": _finite(psnr(item.image, completion, hole)),
               "ssim_hole": _finite(ssim(item.image, completion, hole)),
               "hole_fraction": float(hole.mean()), "label": None if result.labels[i] < 0 else int(result.labels[i]),
-              "restart": int(result.restarts[i])}
+              "restart": int(result.restarts[i]), "class_choice": class_choice_record(result, i)}
     write_json_atomic(os.path.join(folder, "result.json"), record)
     return record
 
@@ -366,8 +390,21 @@ def shared_mask_of(cfg: CompleteConfig, run):
     return check_mask_size(read_mask_file(cfg.mask), cfg.mask, run.config.output_height, run.config.output_width)
 
 
-def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig, title: str):
-    """Optimises one batch with a progress bar. Returns the Completion."""
+def create_class_prior(cfg: CompleteConfig, run):
+    """(images, masks) -> log p(class | known pixels) for a label-free conditional completion, and the
+    classifier's path; (None, None) when no prior applies or none is found."""
+    if not run.y_dim or cfg.label is not None or not cfg.prior_weight:
+        return None, None
+    if (run.config.output_height, run.config.output_width, run.c_dim) != (28, 28, 1):
+        if cfg.classifier_dir not in ("", "none"):
+            raise FlagError("classifier_dir", "the tool's classifier reads 28x28 grey images; this run makes "
+                                              f"{run.config.output_height}x{run.config.output_width}x{run.c_dim}")
+        return None, None
+    return classifier_prior(cfg.classifier_dir, cfg.checkpoint_dir, run.config.dataset)
+
+
+def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig, title: str, prior_fn=None):
+    """Optimises one batch with a progress bar (prior_fn: see create_class_prior). Returns the Completion."""
     bar = {}
 
     def on_progress(done, total, loss):
@@ -375,9 +412,12 @@ def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig,
 
     seeds = [int(np.random.SeedSequence([cfg.seed, item.key]).generate_state(1)[0]) for item in batch]
     labels = None if cfg.label is None else np.full(len(batch), cfg.label)
-    return completer(np.stack([it.image for it in batch]), np.stack([it.known for it in batch]), labels,
-                     seeds=seeds, n_iter=cfg.n_iter, num_restarts=cfg.num_restarts,
-                     snapshot_every=cfg.out_interval, on_progress=on_progress)
+    images, masks = np.stack([it.image for it in batch]), np.stack([it.known for it in batch])
+    prior = None if prior_fn is None else prior_fn(images, masks)
+    return completer(images, masks, labels, seeds=seeds, n_iter=cfg.n_iter, num_restarts=cfg.num_restarts,
+                     snapshot_every=cfg.out_interval, on_progress=on_progress, class_search=cfg.class_search,
+                     pilot_iter=cfg.pilot_iter or None, top_k=cfg.top_k, class_prior=prior,
+                     prior_weight=cfg.prior_weight)
 
 
 def split_finished(cfg: CompleteConfig, paths: list[str], summary: dict) -> list[Item]:
@@ -406,7 +446,9 @@ def run_completion(cfg: CompleteConfig) -> dict:
     paths = resolve_image_paths(cfg.imgs)
     if not paths:
         raise FlagError("imgs", f"no images matched {', '.join(cfg.imgs) or '(nothing given)'}")
-    summary = open_summary(cfg, {**cfg.result_settings(), "checkpoint": os.path.abspath(run.checkpoint_path)})
+    prior_fn, classifier = create_class_prior(cfg, run)
+    summary = open_summary(cfg, {**cfg.result_settings(), "checkpoint": os.path.abspath(run.checkpoint_path),
+                                 "classifier": classifier and os.path.abspath(classifier)})
     todo = split_finished(cfg, paths, summary)
     shared_mask = shared_mask_of(cfg, run)
     write_summary(cfg, summary)  # the settings go to summary.json before any image is done
@@ -415,7 +457,7 @@ def run_completion(cfg: CompleteConfig) -> dict:
     pool = context_pool(cfg.mask_type, cfg.lowres_factor)
     n_batches = math.ceil(len(todo) / cfg.batch_size)
     for b, batch in enumerate(iter_batches(todo, cfg, run, summary["skipped"], shared_mask)):
-        result = complete_batch(completer, batch, cfg, f"batch {b + 1}/{n_batches} ")
+        result = complete_batch(completer, batch, cfg, f"batch {b + 1}/{n_batches} ", prior_fn)
         for i, item in enumerate(batch):
             keep = np.zeros_like(item.known) if cfg.mask_type in NO_HOLE_TYPES else item.known
             summary["images"][item.name] = finish_item(item, i, result, cfg, keep, pool)
