@@ -34,7 +34,7 @@ from dcgan_tf.runs import load_run  # noqa: E402
 
 MASKS = (("center", {}), ("random", {"random_fraction": 0.8}))
 PILOT_FRACTIONS = (0.05, 0.1, 0.2)
-PRIOR_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
+PRIOR_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 def parse_args():

@@ -6,7 +6,9 @@ Completes the first --images test images with a `center` mask and a `random` (80
 their labels, as `complete.py` does by default, and reports per method on the same images and masks:
   class = true class: how often the class chosen for the completion is the image's true class;
   classifier accuracy: the tool's Fashion-MNIST classifier (checkpoints/classifier_fashion_mnist, trained on
-      the train split) on the result, against the true labels; on the original images for reference;
+      the train split) on the result, against the true labels; on the original images for reference. The
+      label-free choice uses this classifier's prior on the known pixels, so --judge adds a second classifier
+      (another seed) whose figure follows after a slash;
   hole PSNR and SSIM: over the missing pixels only;
   wall time: seconds for all the images (the z search compiled beforehand), and per image.
 Methods: the masked input (the hole at mid grey, no completion); ours, label-free (complete.py's defaults:
@@ -45,6 +47,8 @@ def parse_args():
     parser.add_argument("--run", default=None, help="a run trained with --idx_split train (default: train one)")
     parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--classifier", default=str(ROOT / "checkpoints" / "classifier_fashion_mnist"))
+    parser.add_argument("--judge", default="", help="a second classifier (e.g. another seed) whose accuracy is "
+                        "reported too: the first one also gives the label-free choice its prior")
     parser.add_argument("--minutes", type=float, default=20, help="training time when a run is trained")
     parser.add_argument("--images", type=int, default=256, help="held-out test images to complete")
     parser.add_argument("--n_iter", type=int, default=400)
@@ -111,13 +115,14 @@ def main():
     run, images, labels = load_held_out(args)
     classifier = load_classifier(args.classifier)
     classify = lambda x: predict_logits(classifier, x)
-    accuracy = lambda x: float(np.mean(np.argmax(classify(x), -1) == labels))
+    judges = [classifier] + ([load_classifier(args.judge)] if args.judge else [])
+    accuracy = lambda x: [float(np.mean(np.argmax(predict_logits(j, x), -1) == labels)) for j in judges]
     completer = Completer(run.generator, run.discriminator, batch_size=min(args.batch_size, len(images)),
                           z_dim=run.config.z_dim, y_dim=run.y_dim, z_dist=run.config.z_dist, loss=run.config.loss)
     completer(images[:1], np.ones_like(images[:1]), labels[:1], n_iter=2)  # compile outside the timing
     print(f"run {run.checkpoint_path} (step {run.step}, idx_split train); {len(images)} held-out test images; "
           f"{args.n_iter} momentum iterations, lr 0.01, lam 0.1, batch {completer.batch_size}; classifier accuracy "
-          f"on the original images {accuracy(images):.1%}", flush=True)
+          f"on the original images {' / '.join(f'{a:.1%}' for a in accuracy(images))}", flush=True)
     rows = []
     for mask_type, kwargs in MASKS:
         rng = np.random.default_rng(SEED)
@@ -145,7 +150,8 @@ def print_table(rows, images, labels, accuracy, masks_of, only):
         p, s = scores(images, out, masks_of[mask_type])
         cls = "-" if class_acc is None else f"{class_acc:.1%}"
         wall = "-" if not seconds else f"{seconds:.2f} s ({1000 * seconds / len(images):.2f} ms/image)"
-        print(f"| {mask_type} | {name} | {cls} | {accuracy(out):.1%} | {p:.2f} | {s:.3f} | {wall} |", flush=True)
+        acc = " / ".join(f"{a:.1%}" for a in accuracy(out))
+        print(f"| {mask_type} | {name} | {cls} | {acc} | {p:.2f} | {s:.3f} | {wall} |", flush=True)
 
 
 if __name__ == "__main__":
