@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from dcgan_tf.blend import blend_images
+from dcgan_tf.blend import blend_images, paste
+from dcgan_tf.class_prior import DEFAULT_PRIOR_WEIGHT, log_softmax
 from dcgan_tf.latent import sample_z, z_range
 from dcgan_tf.losses import generator_loss
 from dcgan_tf.model import apply_discriminator, apply_generator
@@ -240,8 +241,8 @@ class Completer:
     def __call__(self, images, masks, labels=None, *, seeds: Sequence[int] | None = None, n_iter: int = 1000,
                  num_restarts: int = 1, snapshot_every: int = 0,
                  on_progress: Callable[[int, int, float], None] | None = None, class_search: str = "pilot",
-                 pilot_iter: int | None = None, top_k: int = 2, class_prior=None,
-                 prior_weight: float = 0.0) -> Completion:
+                 pilot_iter: int | None = None, top_k: int = 1, class_prior=None, classify=None,
+                 prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> Completion:
         """Optimises z for any number of images, batch by batch.
 
         Args:
@@ -255,11 +256,14 @@ class Completer:
           on_progress: called as (iterations done, iterations in all, mean total loss) every ~10 iterations.
           class_search: without labels, "pilot" runs every class for pilot_iter iterations and then the top_k
             classes of the pilot for n_iter; "all" runs every class for n_iter. Classes are ranked by
-            class_scores (the log total loss, minus prior_weight * class_prior).
+            class_scores: log(total loss) - prior_weight * (class_prior + log p(c | completion with class c)).
+            With top_k 1 the pilot's ranking decides; with more, the ranking after the full runs.
           pilot_iter: iterations of the pilot (default n_iter // 10, at least 1).
           top_k: classes that get the full run after the pilot (>= 1).
           class_prior: [N, y_dim] log-probabilities of the classes (e.g. a classifier on the known pixels).
-          prior_weight: weight of class_prior in the ranking.
+          classify: images [n, H, W, C] -> logits [n, y_dim]; when given, each class's completion (G(z) pasted
+            into the hole) is classified and log p(that class) joins the prior (the classes' consistency).
+          prior_weight: weight of the prior terms in the ranking.
 
         Returns:
           a Completion (without blended images).
@@ -275,14 +279,15 @@ class Completer:
         results = []
         for lo in chunks:
             hi = min(n, lo + self.batch_size)
-            self._load(np.asarray(images[lo:hi], np.float32), weights[lo:hi])
+            self._load(np.asarray(images[lo:hi], np.float32), weights[lo:hi], np.asarray(masks[lo:hi], np.float32))
             ids = None if labels is None or not self.y_dim else np.asarray(labels)[lo:hi]
             run = lambda z0, label_ids, iters, snaps=snapshot_every: self._best_restart(z0, label_ids, iters, snaps)
             if ids is not None or not self.y_dim:
                 results.append(run(starts[lo:hi], ids, n_iter))
             else:
+                consistency = classify and (lambda generated, ids: self._consistency(classify, generated, ids))
                 results.append(search.choose(run, starts[lo:hi], n_iter, None if prior is None else prior[lo:hi],
-                                             prior_weight))
+                                             prior_weight, consistency))
         return _concatenate(results)
 
     def _class_search(self, labels, mode: str, n_iter: int, pilot_iter: int | None, top_k: int) -> ClassSearch:
@@ -311,11 +316,17 @@ class Completer:
         pad = np.zeros((self.batch_size - len(rows),) + rows.shape[1:], np.float32)
         return np.concatenate([np.asarray(rows, np.float32), pad])
 
-    def _load(self, images: np.ndarray, weights: np.ndarray) -> None:
+    def _load(self, images: np.ndarray, weights: np.ndarray, masks: np.ndarray) -> None:
         self.n = len(images)
+        self._images, self._masks = images, masks
         self.target.assign(self._pad(images))
         self.weights.assign(self._pad(weights))
         self.valid.assign(self._pad(np.ones(self.n)))
+
+    def _consistency(self, classify, generated, label_ids) -> np.ndarray:
+        """[n] log p(label_ids | the loaded images with G(z) pasted into their holes), by classify."""
+        log_p = log_softmax(classify(paste(self._images, generated, self._masks)))
+        return log_p[np.arange(len(label_ids)), label_ids]
 
     def _optimise(self, z0, label_ids, restart, n_iter, snapshot_every) -> Completion:
         """n_iter updates from z0 [n, z_dim] for the loaded batch; returns the batch's Completion."""
@@ -387,39 +398,48 @@ class ClassSearch:
             return self.y_dim * n_iter * num_restarts
         return self.y_dim * self.pilot_iter + self.top_k * n_iter * num_restarts
 
-    def choose(self, run, starts, n_iter: int, prior, prior_weight: float) -> Completion:
+    def choose(self, run, starts, n_iter: int, prior, prior_weight: float, consistency=None) -> Completion:
         """Completes one loaded batch with the best class per image.
 
         Args:
           run: (z0 [n, R, z_dim], label ids [n], iterations, snapshot_every=...) -> Completion of the batch.
           starts: [n, R, z_dim] starting points; the pilot uses the first.
           prior: [n, y_dim] log-probabilities or None.
+          consistency: (G(z) [n, ...], label ids [n]) -> [n] log p(class | completion), or None.
 
         Returns:
           the Completion of each image's best class, with its runner-up and the pilot's losses.
         """
-        n = len(starts)
-        pilot = np.full((n, self.y_dim), np.nan)
+        n, rows = len(starts), np.arange(len(starts))
+        pilot, log_p = np.full((n, self.y_dim), np.nan), np.zeros((n, self.y_dim))
         candidates = np.tile(np.arange(self.y_dim), (n, 1))  # [n, K]
         if self.pilot_iter:
             for c in range(self.y_dim):
-                pilot[:, c] = run(starts[:, :1], np.full(n, c), self.pilot_iter, 0).final_losses["total"]
-            candidates = np.argsort(class_scores(pilot, prior, prior_weight), axis=1, kind="stable")[:, :self.top_k]
+                trial = run(starts[:, :1], np.full(n, c), self.pilot_iter, 0)
+                pilot[:, c] = trial.final_losses["total"]
+                log_p[:, c] = consistency(trial.generated, np.full(n, c)) if consistency else 0.0
+            ranked = np.argsort(class_scores(pilot, _add(prior, log_p), prior_weight), axis=1, kind="stable")
+            candidates = ranked[:, :self.top_k]
         runs = [run(starts, candidates[:, j], n_iter) for j in range(candidates.shape[1])]
-        finals = np.stack([r.final_losses["total"] for r in runs], 1)  # [n, K]
-        cand_prior = None if prior is None else np.take_along_axis(prior, candidates, 1)
-        order = np.argsort(class_scores(finals, cand_prior, prior_weight), axis=1, kind="stable")
-        best = _pick(runs, order[:, 0])
-        best.pilot_losses = pilot
+        best = runs[0]
         if len(runs) > 1:
-            second = _pick(runs, order[:, 1])
+            finals = np.stack([r.final_losses["total"] for r in runs], 1)  # [n, K]
+            final_p = np.stack([consistency(r.generated, r.labels) if consistency else np.zeros(n) for r in runs], 1)
+            cand_prior = _add(None if prior is None else np.take_along_axis(prior, candidates, 1), final_p)
+            order = np.argsort(class_scores(finals, cand_prior, prior_weight), axis=1, kind="stable")
+            best, second = _pick(runs, order[:, 0]), _pick(runs, order[:, 1])
             best.runner_up, best.runner_up_losses = second.labels, second.final_losses
-        elif self.pilot_iter:  # one full run: the runner-up is the pilot's second, with its pilot losses
-            ranked = np.argsort(class_scores(pilot, prior, prior_weight), axis=1, kind="stable")
+        elif self.pilot_iter:  # one full run: the pilot decided; the runner-up is its second, with its pilot loss
             best.runner_up = ranked[:, 1]
             best.runner_up_losses = {k: np.full(n, np.nan) for k in LOSS_NAMES}
-            best.runner_up_losses["total"] = pilot[np.arange(n), ranked[:, 1]]
+            best.runner_up_losses["total"] = pilot[rows, ranked[:, 1]]
+        best.pilot_losses = pilot
         return best
+
+
+def _add(prior, log_p):
+    """prior + log_p, where prior may be None."""
+    return log_p if prior is None else prior + log_p
 
 
 def _concatenate(parts: list[Completion]) -> Completion:
@@ -438,7 +458,7 @@ def complete(G, D, images, masks, *, labels=None, z_dim: int, y_dim: int = 0, z_
              weighted_mask: bool = True, window: int = 7, pool: int = 1, num_restarts: int = 1,
              batch_size: int = 64, blend: str = "poisson", keep=None, seeds: Sequence[int] | None = None,
              snapshot_every: int = 0, on_progress=None, class_search: str = "pilot", pilot_iter: int | None = None,
-             top_k: int = 2, class_prior=None, prior_weight: float = 0.0) -> Completion:
+             top_k: int = 1, class_prior=None, classify=None, prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> Completion:
     """Completes N images with a trained DCGAN: finds z per image, then blends G(z) into the hole.
 
     Args:
@@ -458,7 +478,8 @@ def complete(G, D, images, masks, *, labels=None, z_dim: int, y_dim: int = 0, z_
                           weighted_mask=weighted_mask, window=window, pool=pool)
     result = completer(images, masks, labels, seeds=seeds, n_iter=n_iter, num_restarts=num_restarts,
                        snapshot_every=snapshot_every, on_progress=on_progress, class_search=class_search,
-                       pilot_iter=pilot_iter, top_k=top_k, class_prior=class_prior, prior_weight=prior_weight)
+                       pilot_iter=pilot_iter, top_k=top_k, class_prior=class_prior, classify=classify,
+                       prior_weight=prior_weight)
     keep = masks if keep is None else keep
     result.images = blend_images(np.asarray(images, np.float32), result.generated, np.asarray(keep), blend)
     return result

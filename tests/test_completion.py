@@ -307,6 +307,29 @@ def test_a_strong_prior_decides_the_class(conditional_dcgan):
     np.testing.assert_array_equal(weak.labels, completer(images, masks, None, n_iter=3, pilot_iter=1).labels)
 
 
+def test_classify_scores_each_class_on_its_own_completion(conditional_dcgan):
+    run = conditional_dcgan
+    completer = Completer(run.generator, run.discriminator, batch_size=4, z_dim=Z_DIM, y_dim=10)
+    images, masks = random_images(3, c_dim=1), random_masks(3)
+    seen = []
+
+    def classify(x):  # likes class 6 only, and only in images whose known pixels are the inputs'
+        seen.append(x)
+        logits = np.zeros((len(x), 10))
+        logits[:, 6] = 20.0 * np.all(np.abs((x - images) * masks) < 1e-6, axis=(1, 2, 3))
+        return logits
+
+    found = completer(images, masks, None, n_iter=3, pilot_iter=1, top_k=1, classify=classify, prior_weight=1.0)
+    np.testing.assert_array_equal(found.labels, [6, 6, 6])
+    assert len(seen) == 10 and all(x.shape == images.shape for x in seen)  # one call per class in the pilot
+    top2 = completer(images, masks, None, n_iter=3, pilot_iter=1, top_k=2, classify=classify, prior_weight=1.0)
+    np.testing.assert_array_equal(top2.labels, [6, 6, 6])
+    assert len(seen) == 10 + 10 + 2  # and once per full run
+    seen.clear()
+    completer(images, masks, np.array([1, 2, 3]), n_iter=2, classify=classify, prior_weight=1.0)
+    assert not seen  # a given class is not scored
+
+
 def test_one_full_run_takes_the_runner_up_from_the_pilot(conditional_dcgan):
     run = conditional_dcgan
     completer = Completer(run.generator, run.discriminator, batch_size=4, z_dim=Z_DIM, y_dim=10)
