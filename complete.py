@@ -9,7 +9,7 @@ size, channels, crop, z and the model come from there):
 Your own masks (white = known), one per image, named like the images:
   python complete.py --checkpoint_dir checkpoints/celebA_64x64 --mask_type file --mask_dir masks/ photos/*.jpg
 A conditional model (Fashion-MNIST) chooses each image's class unless --label is given (a short pilot of every
-class, then the two best in full, ranked with the tool's classifier on the known pixels as a prior):
+class, ranked with the tool's classifier as a prior, then the best one in full: 2x the time of --label):
   python complete.py --checkpoint_dir checkpoints/fm_heldout --imgs tests/
   python complete.py --checkpoint_dir checkpoints/fashion_mnist_28x28 --label 7 --imgs shoes/
 
@@ -49,10 +49,10 @@ flags.DEFINE_integer("label", None, "Conditional models: the class of every imag
 flags.DEFINE_string("class_search", "pilot", "Without --label: pilot (every class for --pilot_iter, then the "
                     "--top_k best in full) or all (every class in full, 10x the time).")
 flags.DEFINE_integer("pilot_iter", 0, "Iterations of the pilot of every class; 0 = n_iter // 10.")
-flags.DEFINE_integer("top_k", 2, "Classes completed in full after the pilot.")
+flags.DEFINE_integer("top_k", 1, "Classes completed in full after the pilot (1: the pilot decides).")
 flags.DEFINE_string("classifier_dir", "", "Classifier of the class prior; default <checkpoints>/classifier_<dataset> "
                     "when present; none = no prior.")
-flags.DEFINE_float("prior_weight", 0.5, "Weight of -log p(class | known pixels) against log(total loss).")
+flags.DEFINE_float("prior_weight", 0.2, "Weight of the classifier's log p(class) against log(total loss).")
 flags.DEFINE_integer("batch_size", 64, "Images optimised together.")
 flags.DEFINE_integer("seed", 0, "Seed of the masks and starting points.")
 # Outputs

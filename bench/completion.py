@@ -31,7 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installing it
 
 from dcgan_tf.blend import blend_images  # noqa: E402
-from dcgan_tf.class_prior import DEFAULT_PRIOR_WEIGHT, known_pixels_log_prior  # noqa: E402
+from dcgan_tf.class_prior import weighted_known_pixels_prior  # noqa: E402
 from dcgan_tf.classifier import load_classifier, predict_logits  # noqa: E402
 from dcgan_tf.completion import Completer, psnr, ssim  # noqa: E402
 from dcgan_tf.data import load_idx  # noqa: E402
@@ -78,9 +78,9 @@ def run_ours(completer, classify, images, masks, labels, args):
     """Completes with the DCGAN: the true labels, or None = label-free as complete.py does by default (the
     classifier prior included); returns (completions, chosen classes, seconds)."""
     start = time.time()
-    prior = None if labels is not None else known_pixels_log_prior(classify, images, masks)
+    prior = None if labels is not None else weighted_known_pixels_prior(classify, images, masks)
     result = completer(images, masks, labels, seeds=range(len(images)), n_iter=args.n_iter, class_prior=prior,
-                       prior_weight=DEFAULT_PRIOR_WEIGHT)
+                       classify=classify)
     out = blend_images(images, result.generated, masks, "poisson")
     return out, result.labels, time.time() - start
 

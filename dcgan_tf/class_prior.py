@@ -1,9 +1,10 @@
 """A class prior for label-free completion with a conditional model: the tool's classifier on the known pixels.
 
-Completion.Completer ranks a conditional model's classes by log(total loss) - prior_weight * log p(class); this
-module gives log p(class) from the tool's own classifier (dcgan_tf.classifier) looking at the known pixels,
-with each hole filled by a smooth interpolation of the known pixels around it (a normalised convolution), so
-the classifier sees an image rather than a grey hole or 80% grey noise.
+completion.Completer ranks a conditional model's classes by
+    log(total loss) - prior_weight * (log p(c | completion with class c) + KNOWN_PIXELS_WEIGHT * log p(c | known)),
+both probabilities from the tool's own classifier (dcgan_tf.classifier). This module gives the second: the
+classifier looking at the known pixels, each hole filled by a smooth interpolation of the known pixels around it
+(a normalised convolution), so that it sees an image rather than a grey hole or 80% grey noise.
 
 `find_classifier` looks for the classifier next to the run: `<checkpoints>/classifier_<dataset>`, where
 `python -m dcgan_tf.classifier` saves it by default.
@@ -16,7 +17,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-DEFAULT_PRIOR_WEIGHT = 0.5  # chosen on held-out images by bench/class_choice.py (see the README)
+# Chosen on held-out test images that the completion benchmark does not use (bench/class_choice.py; README):
+DEFAULT_PRIOR_WEIGHT = 0.2  # weight of the log-probabilities against the log of the total loss
+KNOWN_PIXELS_WEIGHT = 0.5  # the known-pixels prior's share, relative to each class's completion being classified
 FILL_SIGMAS = (1.0, 2.0, 4.0, 8.0)  # Gaussian widths tried in turn until a known pixel is in reach
 
 
@@ -66,9 +69,16 @@ def find_classifier(checkpoint_dir: str, dataset: str) -> str | None:
     return path if os.path.isfile(os.path.join(path, "classifier.json")) else None
 
 
-def classifier_prior(classifier_dir: str, checkpoint_dir: str, dataset: str):
-    """(images, masks) -> log p(class | known pixels), with the classifier in classifier_dir ("" = the one
-    find_classifier finds, "none" = no prior); returns (the function or None, the classifier's path or None)."""
+def weighted_known_pixels_prior(classify, images, masks) -> np.ndarray:
+    """KNOWN_PIXELS_WEIGHT * known_pixels_log_prior: the class_prior that complete.py gives the Completer."""
+    return KNOWN_PIXELS_WEIGHT * known_pixels_log_prior(classify, images, masks)
+
+
+def load_classify(classifier_dir: str, checkpoint_dir: str, dataset: str):
+    """The classifier of the class prior as images -> logits, and its path; (None, None) without one.
+
+    classifier_dir "" looks next to the run (find_classifier); "none" turns the prior off.
+    """
     path = find_classifier(checkpoint_dir, dataset) if classifier_dir == "" else (
         None if classifier_dir == "none" else classifier_dir)
     if path is None:
@@ -76,4 +86,4 @@ def classifier_prior(classifier_dir: str, checkpoint_dir: str, dataset: str):
     from dcgan_tf.classifier import load_classifier, predict_logits  # Keras model code only when used
 
     model = load_classifier(path)
-    return (lambda images, masks: known_pixels_log_prior(lambda x: predict_logits(model, x), images, masks)), path
+    return (lambda images: predict_logits(model, images)), path

@@ -30,7 +30,7 @@ from absl import logging
 from PIL import Image
 
 from dcgan_tf.blend import BLENDS, PoissonBlender, paste
-from dcgan_tf.class_prior import DEFAULT_PRIOR_WEIGHT, classifier_prior
+from dcgan_tf.class_prior import DEFAULT_PRIOR_WEIGHT, load_classify, weighted_known_pixels_prior
 from dcgan_tf.completion import APPROACHES, CLASS_SEARCHES, LOSS_NAMES, Completer, psnr, ssim
 from dcgan_tf.config import write_json_atomic, write_text_atomic
 from dcgan_tf.data import load_image
@@ -87,9 +87,9 @@ class CompleteConfig:
     label: int | None = None  # conditional models: class of every image; None chooses each image's class
     class_search: str = "pilot"  # without --label: pilot (every class briefly, then the top_k) or all
     pilot_iter: int = 0  # iterations of the pilot; 0 = n_iter // 10
-    top_k: int = 2  # classes completed in full after the pilot
+    top_k: int = 1  # classes completed in full after the pilot
     classifier_dir: str = ""  # the class prior's classifier; "" = <checkpoints>/classifier_<dataset>, "none" = off
-    prior_weight: float = DEFAULT_PRIOR_WEIGHT  # weight of -log p(class | known pixels) against log(total loss)
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT  # weight of the classifier's log p(class) against log(total loss)
     batch_size: int = 64
     seed: int = 0
     # Outputs
@@ -290,7 +290,8 @@ def save_snapshots(folder: str, item: Item, steps, generated, completions) -> No
 def class_choice_record(result, i: int) -> dict | None:
     """Image i's label-free class choice: the chosen class and the runner-up with their final losses, and
     every class's total after the pilot (None for a given --label or an unconditional model). With --top_k 1
-    the runner-up had only the pilot: its losses are the pilot's total alone."""
+    (the default) the pilot decides and only the chosen class is run in full: the runner-up's losses are then
+    its pilot total alone (contextual and perceptual null)."""
     if result.runner_up[i] < 0:
         return None
     losses = lambda d: {k: _finite(float(v[i])) for k, v in d.items()}
@@ -390,9 +391,9 @@ def shared_mask_of(cfg: CompleteConfig, run):
     return check_mask_size(read_mask_file(cfg.mask), cfg.mask, run.config.output_height, run.config.output_width)
 
 
-def create_class_prior(cfg: CompleteConfig, run):
-    """(images, masks) -> log p(class | known pixels) for a label-free conditional completion, and the
-    classifier's path; (None, None) when no prior applies or none is found."""
+def create_classify(cfg: CompleteConfig, run):
+    """The classifier (images -> logits) that guides a label-free conditional completion, and its path;
+    (None, None) when none applies or none is found."""
     if not run.y_dim or cfg.label is not None or not cfg.prior_weight:
         return None, None
     if (run.config.output_height, run.config.output_width, run.c_dim) != (28, 28, 1):
@@ -400,11 +401,11 @@ def create_class_prior(cfg: CompleteConfig, run):
             raise FlagError("classifier_dir", "the tool's classifier reads 28x28 grey images; this run makes "
                                               f"{run.config.output_height}x{run.config.output_width}x{run.c_dim}")
         return None, None
-    return classifier_prior(cfg.classifier_dir, cfg.checkpoint_dir, run.config.dataset)
+    return load_classify(cfg.classifier_dir, cfg.checkpoint_dir, run.config.dataset)
 
 
-def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig, title: str, prior_fn=None):
-    """Optimises one batch with a progress bar (prior_fn: see create_class_prior). Returns the Completion."""
+def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig, title: str, classify=None):
+    """Optimises one batch with a progress bar (classify: see create_classify). Returns the Completion."""
     bar = {}
 
     def on_progress(done, total, loss):
@@ -413,10 +414,10 @@ def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig,
     seeds = [int(np.random.SeedSequence([cfg.seed, item.key]).generate_state(1)[0]) for item in batch]
     labels = None if cfg.label is None else np.full(len(batch), cfg.label)
     images, masks = np.stack([it.image for it in batch]), np.stack([it.known for it in batch])
-    prior = None if prior_fn is None else prior_fn(images, masks)
+    prior = None if classify is None else weighted_known_pixels_prior(classify, images, masks)
     return completer(images, masks, labels, seeds=seeds, n_iter=cfg.n_iter, num_restarts=cfg.num_restarts,
                      snapshot_every=cfg.out_interval, on_progress=on_progress, class_search=cfg.class_search,
-                     pilot_iter=cfg.pilot_iter or None, top_k=cfg.top_k, class_prior=prior,
+                     pilot_iter=cfg.pilot_iter or None, top_k=cfg.top_k, class_prior=prior, classify=classify,
                      prior_weight=cfg.prior_weight)
 
 
@@ -446,7 +447,7 @@ def run_completion(cfg: CompleteConfig) -> dict:
     paths = resolve_image_paths(cfg.imgs)
     if not paths:
         raise FlagError("imgs", f"no images matched {', '.join(cfg.imgs) or '(nothing given)'}")
-    prior_fn, classifier = create_class_prior(cfg, run)
+    classify, classifier = create_classify(cfg, run)
     summary = open_summary(cfg, {**cfg.result_settings(), "checkpoint": os.path.abspath(run.checkpoint_path),
                                  "classifier": classifier and os.path.abspath(classifier)})
     todo = split_finished(cfg, paths, summary)
@@ -457,7 +458,7 @@ def run_completion(cfg: CompleteConfig) -> dict:
     pool = context_pool(cfg.mask_type, cfg.lowres_factor)
     n_batches = math.ceil(len(todo) / cfg.batch_size)
     for b, batch in enumerate(iter_batches(todo, cfg, run, summary["skipped"], shared_mask)):
-        result = complete_batch(completer, batch, cfg, f"batch {b + 1}/{n_batches} ", prior_fn)
+        result = complete_batch(completer, batch, cfg, f"batch {b + 1}/{n_batches} ", classify)
         for i, item in enumerate(batch):
             keep = np.zeros_like(item.known) if cfg.mask_type in NO_HOLE_TYPES else item.known
             summary["images"][item.name] = finish_item(item, i, result, cfg, keep, pool)

@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -164,10 +165,12 @@ def test_label_free_summary_records_the_chosen_class_and_the_runner_up(tmp_path,
 
 
 def test_label_free_uses_the_classifier_next_to_the_run_as_a_prior(tmp_path, images):
-    from dcgan_tf.class_prior import known_pixels_log_prior
+    from dcgan_tf.class_prior import weighted_known_pixels_prior
     from dcgan_tf.classifier import build_classifier, predict_logits, save_classifier
+    from dcgan_tf.completion import Completer
     from dcgan_tf.data import load_image
     from dcgan_tf.masks import make_mask
+    from dcgan_tf.runs import load_run
 
     _, paths, _, _ = make_run(tmp_path / "crun", conditional=True, size=28, c_dim=1)
     classifier = build_classifier(filters=2, feature_dim=4, seed=3)
@@ -175,12 +178,22 @@ def test_label_free_uses_the_classifier_next_to_the_run_as_a_prior(tmp_path, ima
     cfg = config(paths.checkpoint_dir, images[:2], tmp_path / "out", n_iter=2, pilot_iter=1, prior_weight=1e4)
     summary = run_completion(cfg)
     assert summary["settings"]["classifier"].endswith("classifier_tiny")
+    # the same choice as the library given the classifier's prior and the classifier itself
     pixels = np.stack([load_image(p, c_dim=1, output_height=28, output_width=28) for p in images[:2]])
     masks = np.stack([make_mask("center", 28, 28, rng=None)] * 2)
-    prior = known_pixels_log_prior(lambda x: predict_logits(classifier, x), pixels, masks)
-    assert [summary["images"][n]["label"] for n in ("a", "b")] == list(np.argmax(prior, 1))
-    off = run_completion(config(paths.checkpoint_dir, images[:1], tmp_path / "off", n_iter=2, classifier_dir="none"))
+    classify = lambda x: predict_logits(classifier, x)
+    run = load_run(paths.checkpoint_dir)
+    completer = Completer(run.generator, run.discriminator, batch_size=2, z_dim=run.config.z_dim, y_dim=10)
+    prior = weighted_known_pixels_prior(classify, pixels, masks)
+    seeds = [int(np.random.SeedSequence([0, zlib.crc32(n.encode())]).generate_state(1)[0]) for n in ("a", "b")]
+    expected = completer(pixels, masks, None, seeds=seeds, n_iter=2, pilot_iter=1, class_prior=prior,
+                         classify=classify, prior_weight=1e4)
+    assert [summary["images"][n]["label"] for n in ("a", "b")] == list(expected.labels)
+    loss_only = completer(pixels, masks, None, seeds=seeds, n_iter=2, pilot_iter=1)
+    off = run_completion(config(paths.checkpoint_dir, images[:2], tmp_path / "off", n_iter=2, pilot_iter=1,
+                                classifier_dir="none"))
     assert off["settings"]["classifier"] is None
+    assert [off["images"][n]["label"] for n in ("a", "b")] == list(loss_only.labels)
 
 
 def test_bad_input_gives_one_line_errors(run_dir, images, tmp_path):
