@@ -3,11 +3,13 @@
 Completes held-out Fashion-MNIST test images once with every class for the full --n_iter (keeping the losses
 of every iteration and G(z) every --n_iter/20 iterations), then scores class-choice rules offline on those
 numbers, each with its cost in full single-class optimisations (one given class = 1x):
-  all-<term>:    all ten classes for the full run, the lowest final <term> (contextual, total) wins (10x);
-  pilot<t>:      the lowest total after t iterations of every class (10 t / n_iter);
-  pilot<t>+top<k>: then full runs for the k best, the lowest final total wins (10 t / n_iter + k);
-  classifier(masked): the tool's classifier on the known pixels (hole at 0) alone (0x);
-  ... +prior<w>: the same rules with w * -log p(class | known pixels) added to log(loss).
+  all-<term>:      all ten classes for the full run, the lowest final log <term> (contextual, total) wins (10x);
+  pilot<t>:        the lowest log total after t iterations of every class; that class then runs in full
+                   (10 t / n_iter + 1; a pilot is the first t iterations of the same optimisation);
+  pilot<t>+top<k>: full runs for the k best of the pilot, the lowest final score wins (10 t / n_iter + k);
+  ... +<prior> x<w>: w * log p(class) subtracted from the log loss, p from the tool's classifier on: the masked
+                   input (hole at 0), the filled input (class_prior.smooth_fill), each class's own completion
+                   at that iteration (G(z) pasted into the hole), or own + filled/2 (complete.py's default).
 The rules are tuned here, on test images the completion benchmark (bench/completion.py, the first images of the
 test split) does not use: by default the last --images of the split.
 
@@ -25,7 +27,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installing it
 
-from dcgan_tf.class_prior import log_softmax, smooth_fill  # noqa: E402
+from dcgan_tf.class_prior import KNOWN_PIXELS_WEIGHT, known_pixels_log_prior, log_softmax  # noqa: E402
 from dcgan_tf.classifier import load_classifier, predict_logits  # noqa: E402
 from dcgan_tf.completion import Completer  # noqa: E402
 from dcgan_tf.data import load_idx  # noqa: E402
@@ -70,22 +72,29 @@ def self_scores(classifier, images, masks, generated):
                      for c, g in enumerate(generated)], 1)
 
 
-def rules(total, contextual, prior, selfs, n_iter, k_max=3):
+def named_priors(masked, filled, own):
+    """name -> (iteration -> [N, C] log-probabilities) for `rules`."""
+    return {"masked": lambda t: masked, "filled": lambda t: filled, "own": lambda t: own[t],
+            "own+filled/2 (default)": lambda t: own[t] + KNOWN_PIXELS_WEIGHT * filled}
+
+
+def rules(total, contextual, priors, n_iter, k_max=3):
     """name -> (chosen classes [N], cost in full runs).
 
-    prior: [N, C] log p(class | known pixels); selfs: iteration -> [N, C] log p(c | completion made with c).
+    priors: name -> (iteration -> [N, C] log-probabilities), e.g. the classifier on the known pixels, or on the
+    completion each class has at that iteration.
     """
-    table = {"classifier(masked)": (np.argmax(prior, 1), 0.0)}
+    table = {}
     final_it = total.shape[-1] - 1
-    for kind, w in [("", 0.0)] + [(kind, w) for kind in ("prior", "self") for w in PRIOR_WEIGHTS[1:]]:
-        tag = f" +{kind}{w:g}" if w else ""
-        penalty = lambda t, w=w, kind=kind: 0.0 if not w else -w * (prior if kind == "prior" else selfs[t])
+    for kind, w in [("", 0.0)] + [(kind, w) for kind in priors for w in PRIOR_WEIGHTS[1:]]:
+        tag = f" +{kind} x{w:g}" if w else ""
+        penalty = lambda t, w=w, kind=kind: 0.0 if not w else -w * priors[kind](t)
         table[f"all-total{tag}"] = (np.argmin(np.log(total[:, :, -1]) + penalty(final_it), 1), 10.0)
         table[f"all-contextual{tag}"] = (np.argmin(np.log(contextual[:, :, -1]) + penalty(final_it), 1), 10.0)
         for frac in PILOT_FRACTIONS:
             t = max(1, int(round(n_iter * frac)))
             pilot = np.log(total[:, :, t]) + penalty(t)
-            table[f"pilot{t}{tag}"] = (np.argmin(pilot, 1), 10 * t / n_iter)
+            table[f"pilot{t}{tag}"] = (np.argmin(pilot, 1), 10 * t / n_iter + 1)  # + the chosen class in full
             order = np.argsort(pilot, 1)
             for k in range(2, k_max + 1):
                 top = order[:, :k]
@@ -111,17 +120,18 @@ def main():
         total, contextual, snaps, steps = all_class_run(completer, images, masks, args.n_iter)
         print(f"{mask_type}: all classes x {args.n_iter} iterations in {time.time() - start:.0f}s", flush=True)
         prior = log_softmax(predict_logits(classifier, images * masks))
-        fill_prior = log_softmax(predict_logits(classifier, smooth_fill(images, masks)))
+        fill_prior = known_pixels_log_prior(lambda x: predict_logits(classifier, x), images, masks)
         selfs = {int(t): self_scores(classifier, images, masks, snaps[:, j]) for j, t in enumerate(steps)}
+        priors = named_priors(prior, fill_prior, selfs)
         saved.update({f"{mask_type}_total": total, f"{mask_type}_contextual": contextual,
-                      f"{mask_type}_prior": prior, f"{mask_type}_masks": masks, f"{mask_type}_steps": steps,
+                      f"{mask_type}_masked": prior, f"{mask_type}_filled": fill_prior, f"{mask_type}_masks": masks,
+                      f"{mask_type}_steps": steps,
                       f"{mask_type}_self": np.stack([selfs[int(t)] for t in steps])})
         print(f"| {mask_type} rule | class accuracy | cost (x one class) |\n| --- | --- | --- |")
-        table = rules(total, contextual, prior, selfs, args.n_iter)
-        fill = rules(total, contextual, fill_prior, selfs, args.n_iter)
-        table.update({k.replace("prior", "fillprior").replace("(masked)", "(filled)"): v
-                      for k, v in fill.items() if "prior" in k or "masked" in k})
-        table["all-self-classified"] = (np.argmax(selfs[args.n_iter], 1), 10.0)
+        table = {"classifier on the masked input": (np.argmax(prior, 1), 0.0),
+                 "classifier on the filled input": (np.argmax(fill_prior, 1), 0.0),
+                 "classifier on each class's final completion": (np.argmax(selfs[args.n_iter], 1), 10.0)}
+        table.update(rules(total, contextual, priors, args.n_iter))
         for name, (chosen, cost) in table.items():
             print(f"| {name} | {np.mean(chosen == labels):.3f} | {cost:.1f} |")
         for k in (1, 2, 3):
