@@ -54,6 +54,8 @@ def parse_args():
     parser.add_argument("--n_iter", type=int, default=400)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--no_given", action="store_true", help="skip the true-class reference run")
+    parser.add_argument("--masks", default="center,random", help="mask types to run: center, random or both")
+    parser.add_argument("--pilot_iter", type=int, default=None, help="the pilot's length (default n_iter // 10)")
     return parser.parse_args()
 
 
@@ -80,7 +82,7 @@ def run_ours(completer, classify, images, masks, labels, args):
     start = time.time()
     prior = None if labels is not None else weighted_known_pixels_prior(classify, images, masks)
     result = completer(images, masks, labels, seeds=range(len(images)), n_iter=args.n_iter, class_prior=prior,
-                       classify=classify)
+                       classify=classify, pilot_iter=args.pilot_iter)
     out = blend_images(images, result.generated, masks, "poisson")
     return out, result.labels, time.time() - start
 
@@ -124,7 +126,7 @@ def main():
           f"{args.n_iter} momentum iterations, lr 0.01, lam 0.1, batch {completer.batch_size}; classifier accuracy "
           f"on the original images {' / '.join(f'{a:.1%}' for a in accuracy(images))}", flush=True)
     rows = []
-    for mask_type, kwargs in MASKS:
+    for mask_type, kwargs in [m for m in MASKS if m[0] in args.masks.split(",")]:
         rng = np.random.default_rng(SEED)
         masks = np.stack([make_mask(mask_type, 28, 28, rng=rng, **kwargs) for _ in images])
         rows.append((mask_type, "masked input (no completion)", None, images * masks, 0.0))
