@@ -128,8 +128,8 @@ def main():
                       f"{mask_type}_steps": steps,
                       f"{mask_type}_self": np.stack([selfs[int(t)] for t in steps])})
         print(f"| {mask_type} rule | class accuracy | cost (x one class) |\n| --- | --- | --- |")
-        table = {"classifier on the masked input": (np.argmax(prior, 1), 0.0),
-                 "classifier on the filled input": (np.argmax(fill_prior, 1), 0.0),
+        table = {"classifier on the masked input": (np.argmax(prior, 1), 1.0),  # + that class in full
+                 "classifier on the filled input": (np.argmax(fill_prior, 1), 1.0),
                  "classifier on each class's final completion": (np.argmax(selfs[args.n_iter], 1), 10.0)}
         table.update(rules(total, contextual, priors, args.n_iter))
         for name, (chosen, cost) in table.items():
