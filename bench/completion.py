@@ -1,24 +1,25 @@
-"""Benchmark: semantic inpainting of held-out Fashion-MNIST test images against OpenCV's Telea inpainting.
+"""Benchmark: label-free semantic inpainting of held-out Fashion-MNIST test images against OpenCV (issue 16).
 
-Trains the conditional Fashion-MNIST DCGAN with main.py into checkpoints/fashion_mnist_28x28 (resumed to
---epoch; a finished run is reused as is), or uses the trained run whose checkpoint folder --run names, then
-completes the first
---images test images with a `center` and a `random` (80% missing) mask and prints the hole PSNR and SSIM of
-  ours:  weighted contextual loss + Poisson blending (complete.py's defaults),
-  plain: unweighted contextual loss + paste (bamos's original),
-  telea: cv2.inpaint(..., INPAINT_TELEA) (skipped when opencv-python-headless, the `bench` extra, is absent),
-and the optimisation speed in image-iterations per second. The conditional model is given each image's true
-class (as `complete.py --label` would); complete.py without --label tries all ten, which costs 10x.
+Uses a conditional Fashion-MNIST run trained with `--idx_split train` (the test split never seen; any other run
+is refused), or trains one with main.py (`--preset tuned --max_minutes 20`, run folder checkpoints/fm_heldout).
+Completes the first --images test images with a `center` mask and a `random` (80% missing) mask, without
+their labels, as `complete.py` does by default, and reports per method on the same images and masks:
+  class = true class: how often the class chosen for the completion is the image's true class;
+  classifier accuracy: the tool's Fashion-MNIST classifier (checkpoints/classifier_fashion_mnist, trained on
+      the train split) on the result, against the true labels; on the original images for reference. The
+      label-free choice uses this classifier's prior on the known pixels, so --judge adds a second classifier
+      (another seed) whose figure follows after a slash;
+  hole PSNR and SSIM: over the missing pixels only;
+  wall time: seconds for all the images (the z search compiled beforehand), and per image.
+Methods: the masked input (the hole at mid grey, no completion); ours, label-free (complete.py's defaults:
+weighted contextual loss, Poisson blending, the default class choice); ours with the true class given (the
+cost reference, as `complete.py --label`); OpenCV Telea and Navier-Stokes inpainting (radius 3).
 
 Usage, from the project root:
-    python bench/completion.py [--epoch 1 | --run CHECKPOINT_FOLDER] [--images 128] [--n_iter 500]
-
-Note: main.py trains Fashion-MNIST on train + test (70,000 images, as carpedm20 did with MNIST), so the test
-images completed here were seen in training; a GAN trained for a few epochs does not reproduce single images.
+    python bench/completion.py --run checkpoints/fm_heldout [--images 256] [--n_iter 400]
 """
 
 import argparse
-import gzip
 import pathlib
 import subprocess
 import sys
@@ -29,8 +30,11 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installing it
 
-from dcgan_tf.blend import PoissonBlender, paste  # noqa: E402
+from dcgan_tf.blend import blend_images  # noqa: E402
+from dcgan_tf.class_prior import weighted_known_pixels_prior  # noqa: E402
+from dcgan_tf.classifier import load_classifier, predict_logits  # noqa: E402
 from dcgan_tf.completion import Completer, psnr, ssim  # noqa: E402
+from dcgan_tf.datasets import load_idx  # noqa: E402
 from dcgan_tf.masks import make_mask  # noqa: E402
 from dcgan_tf.runs import load_run  # noqa: E402
 
@@ -40,34 +44,29 @@ SEED = 0
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default=None, help="a trained run's checkpoint folder (default: train one)")
-    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--epoch", type=int, default=1, help="epochs to train when the run has fewer")
-    parser.add_argument("--images", type=int, default=128, help="held-out test images to complete")
-    parser.add_argument("--n_iter", type=int, default=500)
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--run", default=None, help="a run trained with --idx_split train (default: train one)")
+    parser.add_argument("--data_dir", default=str(ROOT / "data"))  # the repo's Fashion-MNIST
+    parser.add_argument("--classifier", default=str(ROOT / "checkpoints" / "classifier_fashion_mnist"))
+    parser.add_argument("--judge", default="", help="a second classifier (e.g. another seed) whose accuracy is "
+                        "reported too: the first one also gives the label-free choice its prior")
+    parser.add_argument("--minutes", type=float, default=20, help="training time when a run is trained")
+    parser.add_argument("--images", type=int, default=256, help="held-out test images to complete")
+    parser.add_argument("--n_iter", type=int, default=400)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--no_given", action="store_true", help="skip the true-class reference run")
+    parser.add_argument("--masks", default="center,random", help="mask types to run: center, random or both")
+    parser.add_argument("--pilot_iter", type=int, default=None, help="the pilot's length (default n_iter // 10)")
     return parser.parse_args()
 
 
 def train_run(args) -> str:
-    """Trains (or resumes to --epoch) checkpoints/fashion_mnist_28x28 with main.py; returns its folder."""
+    """Trains (or continues) checkpoints/fm_heldout on the train split with main.py; returns its folder."""
     cmd = [sys.executable, str(ROOT / "main.py"), "--dataset", "fashion_mnist", "--data_dir", args.data_dir,
-           "--input_height", "28", "--output_height", "28", "--train", "--epoch", str(args.epoch)]
+           "--input_height", "28", "--output_height", "28", "--train", "--idx_split", "train", "--preset", "tuned",
+           "--max_minutes", str(args.minutes), "--out_name", "fm_heldout"]
     print("$ " + " ".join(cmd), flush=True)
-    start = time.time()
     subprocess.run(cmd, check=True, cwd=ROOT)
-    print(f"training: {time.time() - start:.0f}s")
-    return str(ROOT / "checkpoints" / "fashion_mnist_28x28")
-
-
-def load_test_split(data_dir: str, n: int):
-    """The first n Fashion-MNIST test images as [n, 28, 28, 1] in [-1, 1], and their labels [n]."""
-    folder = pathlib.Path(data_dir) / "fashion-mnist"
-    with gzip.open(folder / "t10k-images-idx3-ubyte.gz") as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)[:n]
-    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz") as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8)[:n]
-    return images.astype(np.float32) / 127.5 - 1.0, labels.astype(np.int64)
+    return str(ROOT / "checkpoints" / "fm_heldout")
 
 
 def scores(images, completions, masks) -> tuple[float, float]:
@@ -77,79 +76,84 @@ def scores(images, completions, masks) -> tuple[float, float]:
             float(np.mean([ssim(y, c, h) for y, c, h in zip(images, completions, holes)])))
 
 
-def run_gan(run, images, masks, labels, args, weighted: bool, blend: str):
-    """Completes with the DCGAN; returns (completions, image-iterations per second)."""
-    completer = Completer(run.generator, run.discriminator, batch_size=args.batch_size, z_dim=run.config.z_dim,
-                          y_dim=run.y_dim, z_dist=run.config.z_dist, loss=run.config.loss,
-                          weighted_mask=weighted)
-    completer(images[:1], masks[:1], labels[:1], n_iter=2)  # compile outside the timing
+def run_ours(completer, classify, images, masks, labels, args):
+    """Completes with the DCGAN: the true labels, or None = label-free as complete.py does by default (the
+    classifier prior included); returns (completions, chosen classes, seconds)."""
     start = time.time()
-    result = completer(images, masks, labels, seeds=range(len(images)), n_iter=args.n_iter)
-    speed = len(images) * args.n_iter / (time.time() - start)
-    if blend == "poisson":
-        out = np.stack([PoissonBlender(m)(y, g) for y, g, m in zip(images, result.generated, masks)])
-    else:
-        out = paste(images, result.generated, masks)
-    return out, speed
+    prior = None if labels is not None else weighted_known_pixels_prior(classify, images, masks)
+    result = completer(images, masks, labels, seeds=range(len(images)), n_iter=args.n_iter, class_prior=prior,
+                       classify=classify, pilot_iter=args.pilot_iter)
+    out = blend_images(images, result.generated, masks, "poisson")
+    return out, result.labels, time.time() - start
 
 
-def classifier_accuracy_fn(labels):
-    """accuracy(images) of the tool's Fashion-MNIST classifier against the true labels, or None without one."""
-    from dcgan_tf.classifier import load_classifier, predict_logits
+def run_opencv(images, masks, method: str):
+    """cv2.inpaint with INPAINT_TELEA or INPAINT_NS (radius 3) of the uint8 images; returns (images, seconds)."""
+    import cv2
 
-    path = ROOT / "checkpoints" / "classifier_fashion_mnist"
-    if not (path / "classifier.json").exists():
-        print(f"no classifier in {path}: accuracy skipped (python -m dcgan_tf.classifier --data_dir ...)")
-        return lambda images: float("nan")
-    model = load_classifier(str(path))
-    return lambda images: float(np.mean(np.argmax(predict_logits(model, images), -1) == labels))
-
-
-def run_telea(images, masks):
-    """OpenCV's Telea inpainting (radius 3) of uint8 images, or None without OpenCV."""
-    try:
-        import cv2
-    except ImportError:
-        return None
+    flag = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}[method]
+    start = time.time()
     out = []
     for y, m in zip(images, masks):
         y8 = np.clip(np.rint((y + 1.0) * 127.5), 0, 255).astype(np.uint8)
         hole = (m[..., 0] < 0.5).astype(np.uint8)
-        filled = cv2.inpaint(y8, hole, 3, cv2.INPAINT_TELEA).reshape(y.shape)
+        filled = cv2.inpaint(y8, hole, 3, flag).reshape(y.shape)
         out.append(filled.astype(np.float32) / 127.5 - 1.0)
-    return np.stack(out)
+    return np.stack(out), time.time() - start
+
+
+def load_held_out(args):
+    """The run (refused unless trained on the train split only) and the first --images test images."""
+    run = load_run(args.run or train_run(args))
+    if run.flags.get("idx_split") != "train" or not run.y_dim:
+        sys.exit(f"{run.checkpoint_dir}: needs a conditional Fashion-MNIST run trained with --idx_split train "
+                 f"(this one has idx_split {run.flags.get('idx_split')!r}, y_dim {run.y_dim})")
+    images, labels = load_idx("fashion_mnist", args.data_dir, "test")
+    return run, images[:args.images].astype(np.float32) / 127.5 - 1.0, labels[:args.images]
 
 
 def main():
     args = parse_args()
-    if not (pathlib.Path(args.data_dir) / "fashion-mnist").is_dir():
-        sys.exit(f"skipped: no Fashion-MNIST in {args.data_dir}")
-    run = load_run(args.run or train_run(args))
-    images, true_labels = load_test_split(args.data_dir, args.images)
-    labels = true_labels if run.y_dim else None
-    accuracy = classifier_accuracy_fn(true_labels)
-    print(f"classifier accuracy on the original images: {accuracy(images):.3f}")
-    print(f"run {run.checkpoint_path} (step {run.step}); {len(images)} test images, {args.n_iter} iterations, "
-          f"momentum lr 0.01, lam 0.1, batch {args.batch_size}")
+    run, images, labels = load_held_out(args)
+    classifier = load_classifier(args.classifier)
+    classify = lambda x: predict_logits(classifier, x)
+    judges = [classifier] + ([load_classifier(args.judge)] if args.judge else [])
+    accuracy = lambda x: [float(np.mean(np.argmax(predict_logits(j, x), -1) == labels)) for j in judges]
+    completer = Completer(run.generator, run.discriminator, batch_size=min(args.batch_size, len(images)),
+                          z_dim=run.config.z_dim, y_dim=run.y_dim, z_dist=run.config.z_dist, loss=run.config.loss)
+    completer(images[:1], np.ones_like(images[:1]), labels[:1], n_iter=2)  # compile outside the timing
+    print(f"run {run.checkpoint_path} (step {run.step}, idx_split train); {len(images)} held-out test images; "
+          f"{args.n_iter} momentum iterations, lr 0.01, lam 0.1, batch {completer.batch_size}; classifier accuracy "
+          f"on the original images {' / '.join(f'{a:.1%}' for a in accuracy(images))}", flush=True)
     rows = []
-    for mask_type, kwargs in MASKS:
+    for mask_type, kwargs in [m for m in MASKS if m[0] in args.masks.split(",")]:
         rng = np.random.default_rng(SEED)
         masks = np.stack([make_mask(mask_type, 28, 28, rng=rng, **kwargs) for _ in images])
-        masked = images * masks  # the hole at 0 (mid grey): what a classifier sees without completion
-        rows.append((mask_type, "masked input (no completion)", *scores(images, masked, masks), accuracy(masked), "-"))
-        for name, weighted, blend in (("ours (weighted + poisson)", True, "poisson"),
-                                      ("plain (unweighted + paste)", False, "none")):
-            out, speed = run_gan(run, images, masks, labels, args, weighted, blend)
-            rows.append((mask_type, name, *scores(images, out, masks), accuracy(out), f"{speed:.0f}"))
-            print(rows[-1], flush=True)
-        telea = run_telea(images, masks)
-        rows.append((mask_type, "opencv telea", *scores(images, telea, masks), accuracy(telea), "-")
-                    if telea is not None else
-                    (mask_type, "opencv telea", float("nan"), float("nan"), float("nan"), "skipped: no cv2"))
-    print("\n| mask | method | hole PSNR (dB) | hole SSIM | classifier accuracy | image-iterations/s |\n"
-          "| --- | --- | --- | --- | --- | --- |")
-    for mask_type, name, p, s, acc, speed in rows:
-        print(f"| {mask_type} | {name} | {p:.2f} | {s:.3f} | {acc:.3f} | {speed} |")
+        rows.append((mask_type, "masked input (no completion)", None, images * masks, 0.0))
+        methods = [("ours, label-free (default)", None)] + ([] if args.no_given else [("ours, true class given",
+                                                                                        labels)])
+        for name, given in methods:
+            out, chosen, seconds = run_ours(completer, classify, images, masks, given, args)
+            rows.append((mask_type, name, float(np.mean(chosen == labels)), out, seconds))
+            print(f"{mask_type} {name}: {seconds:.0f}s", flush=True)
+        for method in ("telea", "ns"):
+            out, seconds = run_opencv(images, masks, method)
+            rows.append((mask_type, f"OpenCV {'Telea' if method == 'telea' else 'Navier-Stokes'}", None, out, seconds))
+        print_table(rows, images, labels, accuracy, masks_of={mask_type: masks}, only=mask_type)
+
+
+def print_table(rows, images, labels, accuracy, masks_of, only):
+    """Markdown rows of one mask type."""
+    print("| mask | method | class = true class | classifier accuracy | hole PSNR (dB) | hole SSIM | wall time |\n"
+          "| --- | --- | --- | --- | --- | --- | --- |")
+    for mask_type, name, class_acc, out, seconds in rows:
+        if mask_type != only:
+            continue
+        p, s = scores(images, out, masks_of[mask_type])
+        cls = "-" if class_acc is None else f"{class_acc:.1%}"
+        wall = "-" if not seconds else f"{seconds:.2f} s ({1000 * seconds / len(images):.2f} ms/image)"
+        acc = " / ".join(f"{a:.1%}" for a in accuracy(out))
+        print(f"| {mask_type} | {name} | {cls} | {acc} | {p:.2f} | {s:.3f} | {wall} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from PIL import Image
 
 from dcgan_tf.atomic import write_json_atomic, write_text_atomic
 from dcgan_tf.blend import PoissonBlender, paste
+from dcgan_tf.class_prior import load_classify, weighted_known_pixels_prior
 from dcgan_tf.completion import LOSS_NAMES, Completer, psnr, ssim
 from dcgan_tf.config import CompleteConfig
 from dcgan_tf.decode import load_image
@@ -218,6 +219,20 @@ def save_snapshots(folder: str, item: Item, steps, generated, completions) -> No
     save_gif(frames, os.path.join(folder, "progress.gif"), duration_ms=150)
 
 
+def class_choice_record(result, i: int) -> dict | None:
+    """Image i's label-free class choice: the chosen class and the runner-up with their final losses, and
+    every class's total after the pilot (None for a given --label or an unconditional model). With --top_k 1
+    (the default) the pilot decides and only the chosen class is run in full: the runner-up's losses are then
+    its pilot total alone (contextual and perceptual null)."""
+    if result.runner_up[i] < 0:
+        return None
+    losses = lambda d: {k: _finite(float(v[i])) for k, v in d.items()}
+    pilot = [_finite(float(x)) for x in result.pilot_losses[i]]
+    return {"chosen": int(result.labels[i]), "chosen_losses": losses(result.final_losses),
+            "runner_up": int(result.runner_up[i]), "runner_up_losses": losses(result.runner_up_losses),
+            "pilot_total": pilot if any(x is not None for x in pilot) else None}
+
+
 def finish_item(item: Item, i: int, result, cfg: CompleteConfig, keep: np.ndarray, pool: int) -> dict:
     """Blends, scores and writes one image's files; result.json goes last. Returns the image's record."""
     folder = os.path.join(cfg.out_dir, item.name)
@@ -238,7 +253,7 @@ def finish_item(item: Item, i: int, result, cfg: CompleteConfig, keep: np.ndarra
               "psnr_hole": _finite(psnr(item.image, completion, hole)),
               "ssim_hole": _finite(ssim(item.image, completion, hole)),
               "hole_fraction": float(hole.mean()), "label": None if result.labels[i] < 0 else int(result.labels[i]),
-              "restart": int(result.restarts[i])}
+              "restart": int(result.restarts[i]), "class_choice": class_choice_record(result, i)}
     write_json_atomic(os.path.join(folder, "result.json"), record)
     return record
 
@@ -313,8 +328,21 @@ def shared_mask_of(cfg: CompleteConfig, run):
     return check_mask_size(read_mask_file(cfg.mask), cfg.mask, run.config.output_height, run.config.output_width)
 
 
-def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig, title: str):
-    """Optimises one batch with a progress bar. Returns the Completion."""
+def create_classify(cfg: CompleteConfig, run):
+    """The classifier (images -> logits) that guides a label-free conditional completion, and its path;
+    (None, None) when none applies or none is found."""
+    if not run.y_dim or cfg.label is not None or not cfg.prior_weight:
+        return None, None
+    if (run.config.output_height, run.config.output_width, run.c_dim) != (28, 28, 1):
+        if cfg.classifier_dir not in ("", "none"):
+            raise FlagError("classifier_dir", "the tool's classifier reads 28x28 grey images; this run makes "
+                                              f"{run.config.output_height}x{run.config.output_width}x{run.c_dim}")
+        return None, None
+    return load_classify(cfg.classifier_dir, run.checkpoint_dir, run.config.dataset)  # the run found by find_run
+
+
+def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig, title: str, classify=None):
+    """Optimises one batch with a progress bar (classify: see create_classify). Returns the Completion."""
     bar = {}
 
     def on_progress(done, total, loss):
@@ -322,9 +350,12 @@ def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig,
 
     seeds = [int(np.random.SeedSequence([cfg.seed, item.key]).generate_state(1)[0]) for item in batch]
     labels = None if cfg.label is None else np.full(len(batch), cfg.label)
-    return completer(np.stack([it.image for it in batch]), np.stack([it.known for it in batch]), labels,
-                     seeds=seeds, n_iter=cfg.n_iter, num_restarts=cfg.num_restarts,
-                     snapshot_every=cfg.out_interval, on_progress=on_progress)
+    images, masks = np.stack([it.image for it in batch]), np.stack([it.known for it in batch])
+    prior = None if classify is None else weighted_known_pixels_prior(classify, images, masks)
+    return completer(images, masks, labels, seeds=seeds, n_iter=cfg.n_iter, num_restarts=cfg.num_restarts,
+                     snapshot_every=cfg.out_interval, on_progress=on_progress, class_search=cfg.class_search,
+                     pilot_iter=cfg.pilot_iter or None, top_k=cfg.top_k, class_prior=prior, classify=classify,
+                     prior_weight=cfg.prior_weight)
 
 
 def split_finished(cfg: CompleteConfig, paths: list[str], summary: dict) -> list[Item]:
@@ -353,7 +384,9 @@ def run_completion(cfg: CompleteConfig) -> dict:
     paths = resolve_image_paths(cfg.imgs)
     if not paths:
         raise FlagError("imgs", f"no images matched {', '.join(cfg.imgs) or '(nothing given)'}")
-    summary = open_summary(cfg, {**cfg.result_settings(), "checkpoint": os.path.abspath(run.checkpoint_path)})
+    classify, classifier = create_classify(cfg, run)
+    summary = open_summary(cfg, {**cfg.result_settings(), "checkpoint": os.path.abspath(run.checkpoint_path),
+                                 "classifier": classifier and os.path.abspath(classifier)})
     todo = split_finished(cfg, paths, summary)
     shared_mask = shared_mask_of(cfg, run)
     write_summary(cfg, summary)  # the settings go to summary.json before any image is done
@@ -362,7 +395,7 @@ def run_completion(cfg: CompleteConfig) -> dict:
     pool = context_pool(cfg.mask_type, cfg.lowres_factor)
     n_batches = math.ceil(len(todo) / cfg.batch_size)
     for b, batch in enumerate(iter_batches(todo, cfg, run, summary["skipped"], shared_mask)):
-        result = complete_batch(completer, batch, cfg, f"batch {b + 1}/{n_batches} ")
+        result = complete_batch(completer, batch, cfg, f"batch {b + 1}/{n_batches} ", classify)
         for i, item in enumerate(batch):
             keep = np.zeros_like(item.known) if cfg.mask_type in NO_HOLE_TYPES else item.known
             summary["images"][item.name] = finish_item(item, i, result, cfg, keep, pool)

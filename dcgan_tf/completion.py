@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from dcgan_tf.blend import blend_images
-from dcgan_tf.config import APPROACHES
+from dcgan_tf.blend import blend_images, paste
+from dcgan_tf.class_prior import log_softmax
+from dcgan_tf.config import APPROACHES, CLASS_SEARCHES, DEFAULT_PRIOR_WEIGHT
 from dcgan_tf.latent import sample_z, z_range
 from dcgan_tf.losses import generator_loss
 from dcgan_tf.model import apply_discriminator, apply_generator
@@ -85,6 +86,25 @@ def perceptual_loss(fake_logits, loss: str = "gan"):
     return tf.vectorized_map(lambda logit: generator_loss(logit[None], loss), fake_logits)
 
 
+def class_scores(losses, log_prior=None, prior_weight: float = 0.0) -> np.ndarray:
+    """Scores of candidate classes, lower is better: log(total loss) - prior_weight * log p(class).
+
+    The log makes the prior's weight independent of the loss's scale (image size, mask, --lam).
+
+    Args:
+      losses: [N, K] final total losses of K candidate classes (positive; clipped at 1e-12).
+      log_prior: [N, K] log-probabilities of those classes, or None (then the losses alone decide).
+      prior_weight: weight of the prior.
+
+    Returns:
+      float64 [N, K].
+    """
+    scores = np.log(np.maximum(np.asarray(losses, np.float64), 1e-12))
+    if log_prior is None or not prior_weight:
+        return scores
+    return scores - prior_weight * np.asarray(log_prior, np.float64)
+
+
 def momentum_update(z, v, grad, lr: float, momentum: float):
     """bamos's projected-momentum step before projection: v' = m v - lr g; z' = z - m v + (1 + m) v'.
 
@@ -128,6 +148,19 @@ class Completion:
     snapshot_steps: list  # iterations of the snapshots, the last one n_iter
     snapshots: np.ndarray  # [T, N, H, W, C] G(z) at those iterations (T = 0 without snapshots)
     images: np.ndarray | None = None  # [N, H, W, C] blended completions (set by `complete`)
+    # Label-free class choice (conditional model, no labels given); otherwise -1 / NaN:
+    runner_up: np.ndarray | None = None  # [N] the second-best class of the final comparison
+    runner_up_losses: dict | None = None  # name -> [N] final losses of the runner-up's completion
+    pilot_losses: np.ndarray | None = None  # [N, y_dim] total loss of every class after the pilot (NaN: none)
+
+    def __post_init__(self):
+        n = len(self.labels)
+        if self.runner_up is None:
+            self.runner_up = np.full(n, -1)
+        if self.runner_up_losses is None:
+            self.runner_up_losses = {k: np.full(n, np.nan) for k in LOSS_NAMES}
+        if self.pilot_losses is None:
+            self.pilot_losses = np.full((n, 0), np.nan)
 
     @property
     def final_losses(self) -> dict:
@@ -168,6 +201,7 @@ class Completer:
         self.target, self.weights = variable(shape, "target"), variable(shape[:3] + (1,), "weights")
         self.labels, self.valid = variable((batch_size, y_dim), "labels"), variable((batch_size,), "valid")
         self._step = tf.function(self._step_fn)
+        self._progress = [0, 0, None]  # iterations done, iterations in all, on_progress of the current call
         self._evaluate = tf.function(self._losses)
 
     def _losses(self):
@@ -205,18 +239,30 @@ class Completer:
 
     def __call__(self, images, masks, labels=None, *, seeds: Sequence[int] | None = None, n_iter: int = 1000,
                  num_restarts: int = 1, snapshot_every: int = 0,
-                 on_progress: Callable[[int, int, float], None] | None = None) -> Completion:
+                 on_progress: Callable[[int, int, float], None] | None = None, class_search: str = "pilot",
+                 pilot_iter: int | None = None, top_k: int = 1, class_prior=None, classify=None,
+                 prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> Completion:
         """Optimises z for any number of images, batch by batch.
 
         Args:
           images: [N, H, W, C] in [-1, 1] (the original pixels y; missing ones are never read).
           masks: [N, H, W, 1], 1 = known.
-          labels: [N] class ids for a conditional model; None tries every class and keeps the best.
+          labels: [N] class ids for a conditional model; None chooses each image's class (class_search).
           seeds: per-image seeds of the starting z (default 0..N-1).
           n_iter: updates of z.
           num_restarts: independent starts per image (and per class); the lowest final total loss wins.
           snapshot_every: also keep G(z) every this many iterations (0 = only the final).
           on_progress: called as (iterations done, iterations in all, mean total loss) every ~10 iterations.
+          class_search: without labels, "pilot" runs every class for pilot_iter iterations and then the top_k
+            classes of the pilot for n_iter; "all" runs every class for n_iter. Classes are ranked by
+            class_scores: log(total loss) - prior_weight * (class_prior + log p(c | completion with class c)).
+            With top_k 1 the pilot's ranking decides; with more, the ranking after the full runs.
+          pilot_iter: iterations of the pilot (default n_iter // 10, at least 1).
+          top_k: classes that get the full run after the pilot (>= 1).
+          class_prior: [N, y_dim] log-probabilities of the classes (e.g. a classifier on the known pixels).
+          classify: images [n, H, W, C] -> logits [n, y_dim]; when given, each class's completion (G(z) pasted
+            into the hole) is classified and log p(that class) joins the prior (the classes' consistency).
+          prior_weight: weight of the prior terms in the ranking.
 
         Returns:
           a Completion (without blended images).
@@ -225,39 +271,67 @@ class Completer:
         seeds = list(range(n)) if seeds is None else list(seeds)
         weights = context_weights(masks, self.window, self.weighted_mask)
         starts = self.initial_z(seeds, num_restarts)
-        classes = [None] if not self.y_dim else ([np.asarray(labels)] if labels is not None else
-                                                 [np.full(n, c) for c in range(self.y_dim)])
-        plan = [(c, r) for c in classes for r in range(num_restarts)]
+        search = self._class_search(labels, class_search, n_iter, pilot_iter, top_k)
         chunks = range(0, n, self.batch_size)
-        total, done = len(chunks) * len(plan) * n_iter, 0
+        self._progress = [0, len(chunks) * search.iterations(n_iter, num_restarts), on_progress]
+        prior = None if class_prior is None else np.asarray(class_prior, np.float64)
         results = []
         for lo in chunks:
             hi = min(n, lo + self.batch_size)
-            self._load(np.asarray(images[lo:hi], np.float32), weights[lo:hi])
-            best = None
-            for label_ids, restart in plan:
-                ids = None if label_ids is None else label_ids[lo:hi]
-                report = on_progress and _offset_progress(on_progress, done, total)
-                run = self._optimise(starts[lo:hi, restart], ids, restart, n_iter, snapshot_every, report)
-                best = run if best is None else _keep_better(best, run)
-                done += n_iter
-            results.append(best)
+            self._load(np.asarray(images[lo:hi], np.float32), weights[lo:hi], np.asarray(masks[lo:hi], np.float32))
+            ids = None if labels is None or not self.y_dim else np.asarray(labels)[lo:hi]
+            run = lambda z0, label_ids, iters, snaps=snapshot_every: self._best_restart(z0, label_ids, iters, snaps)
+            if ids is not None or not self.y_dim:
+                results.append(run(starts[lo:hi], ids, n_iter))
+            else:
+                consistency = classify and (lambda generated, ids: self._consistency(classify, generated, ids))
+                results.append(search.choose(run, starts[lo:hi], n_iter, None if prior is None else prior[lo:hi],
+                                             prior_weight, consistency))
         return _concatenate(results)
+
+    def _class_search(self, labels, mode: str, n_iter: int, pilot_iter: int | None, top_k: int) -> ClassSearch:
+        """The validated plan of the label-free class choice (a plan of one run when it does not apply)."""
+        if mode not in CLASS_SEARCHES:
+            raise ValueError(f"unknown class_search {mode!r}")
+        if not self.y_dim or labels is not None:
+            return ClassSearch(y_dim=0)
+        pilot_iter = max(1, n_iter // 10) if pilot_iter is None else pilot_iter
+        if pilot_iter < 1 or top_k < 1:
+            raise ValueError(f"pilot_iter and top_k must be >= 1, got {pilot_iter}, {top_k}")
+        if mode == "all":
+            return ClassSearch(y_dim=self.y_dim)
+        return ClassSearch(y_dim=self.y_dim, pilot_iter=pilot_iter, top_k=min(top_k, self.y_dim))
+
+    def _best_restart(self, z0, label_ids, n_iter, snapshot_every) -> Completion:
+        """The best of the restarts z0 [n, R, z_dim] for the loaded batch."""
+        best = None
+        for restart in range(z0.shape[1]):
+            run = self._optimise(z0[:, restart], label_ids, restart, n_iter, snapshot_every)
+            best = run if best is None else _keep_better(best, run)
+        return best
 
     def _pad(self, rows: np.ndarray) -> np.ndarray:
         """[n, ...] -> [batch_size, ...] with zero rows appended."""
         pad = np.zeros((self.batch_size - len(rows),) + rows.shape[1:], np.float32)
         return np.concatenate([np.asarray(rows, np.float32), pad])
 
-    def _load(self, images: np.ndarray, weights: np.ndarray) -> None:
+    def _load(self, images: np.ndarray, weights: np.ndarray, masks: np.ndarray) -> None:
         self.n = len(images)
+        self._images, self._masks = images, masks
         self.target.assign(self._pad(images))
         self.weights.assign(self._pad(weights))
         self.valid.assign(self._pad(np.ones(self.n)))
 
-    def _optimise(self, z0, label_ids, restart, n_iter, snapshot_every, on_progress) -> Completion:
+    def _consistency(self, classify, generated, label_ids) -> np.ndarray:
+        """[n] log p(label_ids | the loaded images with G(z) pasted into their holes), by classify."""
+        log_p = log_softmax(classify(paste(self._images, generated, self._masks)))
+        return log_p[np.arange(len(label_ids)), label_ids]
+
+    def _optimise(self, z0, label_ids, restart, n_iter, snapshot_every) -> Completion:
         """n_iter updates from z0 [n, z_dim] for the loaded batch; returns the batch's Completion."""
         n = self.n
+        done, total, on_progress = self._progress
+        self._progress[0] += n_iter
         self.z.assign(self._pad(z0))
         self.slot1.assign(tf.zeros_like(self.slot1))
         self.slot2.assign(tf.zeros_like(self.slot2))
@@ -272,7 +346,7 @@ class Completer:
                 steps.append(it)
                 snapshots.append(generated[:n])
             if on_progress and ((it + 1) % PROGRESS_EVERY == 0 or it + 1 == n_iter):
-                on_progress(it + 1, float(tf.reduce_mean(losses["total"][:n])))
+                on_progress(done + it + 1, total, float(tf.reduce_mean(losses["total"][:n])))
         losses, generated = self._evaluate()  # the loss of the z that is returned
         history.append(losses)
         steps.append(n_iter)
@@ -284,19 +358,87 @@ class Completer:
             snapshot_steps=steps, snapshots=np.stack([s.numpy() for s in snapshots]))  # [T, n, H, W, C]
 
 
-def _offset_progress(on_progress, done: int, total: int):
-    """A per-run progress callback (k, loss) reporting to on_progress(done + k, total, loss)."""
-    return lambda k, loss: on_progress(done + k, total, loss)
+def _pick(runs: list[Completion], index) -> Completion:
+    """Per image i the completion of runs[index[i]] (all runs of the same images)."""
+    index = np.asarray(index).astype(np.int64)
+    rows = np.arange(len(index))
+
+    def take(name, axis=0):
+        stacked = np.stack([np.moveaxis(getattr(r, name), axis, 0) for r in runs])  # [len(runs), n, ...]
+        return np.moveaxis(stacked[index, rows], 0, axis)
+
+    losses = {k: np.stack([r.losses[k] for r in runs])[index, rows] for k in LOSS_NAMES}
+    return Completion(generated=take("generated"), z=take("z"), losses=losses, labels=take("labels"),
+                      restarts=take("restarts"), snapshot_steps=runs[0].snapshot_steps,
+                      snapshots=take("snapshots", axis=1))
 
 
 def _keep_better(best: Completion, run: Completion) -> Completion:
     """Per image, the completion with the lower final total loss (ties keep the earlier)."""
-    better = run.losses["total"][:, -1] < best.losses["total"][:, -1]  # [n]
-    pick = lambda a, b, axis=0: np.where(better.reshape((1,) * axis + (-1,) + (1,) * (a.ndim - axis - 1)), b, a)
-    return Completion(generated=pick(best.generated, run.generated), z=pick(best.z, run.z),
-                      losses={k: pick(best.losses[k], run.losses[k]) for k in LOSS_NAMES},
-                      labels=pick(best.labels, run.labels), restarts=pick(best.restarts, run.restarts),
-                      snapshot_steps=best.snapshot_steps, snapshots=pick(best.snapshots, run.snapshots, axis=1))
+    return _pick([best, run], run.losses["total"][:, -1] < best.losses["total"][:, -1])
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassSearch:
+    """The label-free class choice of a conditional model: a pilot of every class, then the best few in full.
+
+    y_dim 0: no choice (one run). pilot_iter 0: every class gets the full run (top_k is then y_dim).
+    """
+
+    y_dim: int
+    pilot_iter: int = 0
+    top_k: int = 0
+
+    def iterations(self, n_iter: int, num_restarts: int) -> int:
+        """Iterations of z per batch row, restarts included."""
+        if not self.y_dim:
+            return n_iter * num_restarts
+        if not self.pilot_iter:
+            return self.y_dim * n_iter * num_restarts
+        return self.y_dim * self.pilot_iter + self.top_k * n_iter * num_restarts
+
+    def choose(self, run, starts, n_iter: int, prior, prior_weight: float, consistency=None) -> Completion:
+        """Completes one loaded batch with the best class per image.
+
+        Args:
+          run: (z0 [n, R, z_dim], label ids [n], iterations, snapshot_every=...) -> Completion of the batch.
+          starts: [n, R, z_dim] starting points; the pilot uses the first.
+          prior: [n, y_dim] log-probabilities or None.
+          consistency: (G(z) [n, ...], label ids [n]) -> [n] log p(class | completion), or None.
+
+        Returns:
+          the Completion of each image's best class, with its runner-up and the pilot's losses.
+        """
+        n, rows = len(starts), np.arange(len(starts))
+        pilot, log_p = np.full((n, self.y_dim), np.nan), np.zeros((n, self.y_dim))
+        candidates = np.tile(np.arange(self.y_dim), (n, 1))  # [n, K]
+        if self.pilot_iter:
+            for c in range(self.y_dim):
+                trial = run(starts[:, :1], np.full(n, c), self.pilot_iter, 0)
+                pilot[:, c] = trial.final_losses["total"]
+                log_p[:, c] = consistency(trial.generated, np.full(n, c)) if consistency else 0.0
+            ranked = np.argsort(class_scores(pilot, _add(prior, log_p), prior_weight), axis=1, kind="stable")
+            candidates = ranked[:, :self.top_k]
+        runs = [run(starts, candidates[:, j], n_iter) for j in range(candidates.shape[1])]
+        best = runs[0]
+        if len(runs) > 1:
+            finals = np.stack([r.final_losses["total"] for r in runs], 1)  # [n, K]
+            final_p = np.stack([consistency(r.generated, r.labels) if consistency else np.zeros(n) for r in runs], 1)
+            cand_prior = _add(None if prior is None else np.take_along_axis(prior, candidates, 1), final_p)
+            order = np.argsort(class_scores(finals, cand_prior, prior_weight), axis=1, kind="stable")
+            best, second = _pick(runs, order[:, 0]), _pick(runs, order[:, 1])
+            best.runner_up, best.runner_up_losses = second.labels, second.final_losses
+        elif self.pilot_iter:  # one full run: the pilot decided; the runner-up is its second, with its pilot loss
+            best.runner_up = ranked[:, 1]
+            best.runner_up_losses = {k: np.full(n, np.nan) for k in LOSS_NAMES}
+            best.runner_up_losses["total"] = pilot[rows, ranked[:, 1]]
+        best.pilot_losses = pilot
+        return best
+
+
+def _add(prior, log_p):
+    """prior + log_p, where prior may be None."""
+    return log_p if prior is None else prior + log_p
 
 
 def _concatenate(parts: list[Completion]) -> Completion:
@@ -304,7 +446,9 @@ def _concatenate(parts: list[Completion]) -> Completion:
     return Completion(generated=cat("generated"), z=cat("z"),
                       losses={k: np.concatenate([p.losses[k] for p in parts]) for k in LOSS_NAMES},
                       labels=cat("labels"), restarts=cat("restarts"), snapshot_steps=parts[0].snapshot_steps,
-                      snapshots=cat("snapshots", axis=1))
+                      snapshots=cat("snapshots", axis=1), runner_up=cat("runner_up"),
+                      runner_up_losses={k: np.concatenate([p.runner_up_losses[k] for p in parts]) for k in LOSS_NAMES},
+                      pilot_losses=cat("pilot_losses"))
 
 
 def default_keep(masks) -> np.ndarray:
@@ -319,14 +463,15 @@ def complete(G, D, images, masks, *, labels=None, z_dim: int, y_dim: int = 0, z_
              momentum: float = 0.9, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
              weighted_mask: bool = True, window: int = 7, pool: int = 1, num_restarts: int = 1,
              batch_size: int = 64, blend: str = "poisson", keep=None, seeds: Sequence[int] | None = None,
-             snapshot_every: int = 0, on_progress=None) -> Completion:
+             snapshot_every: int = 0, on_progress=None, class_search: str = "pilot", pilot_iter: int | None = None,
+             top_k: int = 1, class_prior=None, classify=None, prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> Completion:
     """Completes N images with a trained DCGAN: finds z per image, then blends G(z) into the hole.
 
     Args:
       G, D: the trained generator and discriminator.
       images: [N, H, W, C] in [-1, 1].
       masks: [N, H, W, 1], 1 = known (the contextual loss's mask).
-      labels: [N] class ids for a conditional model; None tries every class.
+      labels: [N] class ids for a conditional model; None chooses each image's class (see class_search).
       keep: [N, H, W, 1] pixels the output keeps from `images`. Default: the mask of each image that has a hole,
         and zeros for an image whose mask has none (full, lowres: every pixel known), whose output is then G(z),
         as complete.py writes it.
@@ -340,7 +485,9 @@ def complete(G, D, images, masks, *, labels=None, z_dim: int, y_dim: int = 0, z_
                           approach=approach, lr=lr, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
                           weighted_mask=weighted_mask, window=window, pool=pool)
     result = completer(images, masks, labels, seeds=seeds, n_iter=n_iter, num_restarts=num_restarts,
-                       snapshot_every=snapshot_every, on_progress=on_progress)
+                       snapshot_every=snapshot_every, on_progress=on_progress, class_search=class_search,
+                       pilot_iter=pilot_iter, top_k=top_k, class_prior=class_prior, classify=classify,
+                       prior_weight=prior_weight)
     keep = default_keep(masks) if keep is None else np.asarray(keep)
     result.images = blend_images(np.asarray(images, np.float32), result.generated, keep, blend)
     return result

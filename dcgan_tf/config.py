@@ -30,6 +30,9 @@ MASK_TYPES = ("center", "random", "left", "half", "grid", "lowres", "full", "pat
 HALF_SIDES = ("random", "top", "bottom", "left", "right")
 APPROACHES = ("momentum", "adam")  # optimisers of z
 BLENDS = ("poisson", "none")
+CLASS_SEARCHES = ("pilot", "all")  # label-free class choice of a conditional model (see completion.Completer)
+# Chosen on held-out test images that the completion benchmark does not use (bench/class_choice.py; README):
+DEFAULT_PRIOR_WEIGHT = 0.2  # weight of the classifier's log-probabilities against the log of the total loss
 VISUALIZE_OPTIONS = {
     0: "a grid of random samples",
     1: "one PNG per z dimension, sweeping it from one base z",
@@ -324,7 +327,15 @@ class CompleteConfig:
     eps: float = setting(1e-8, "adam: epsilon.")
     n_iter: int = setting(1000, "Updates of z.")
     num_restarts: int = setting(1, "Starting points per image; the lowest final loss wins.")
-    label: int | None = setting(None, "Conditional models: the class of every image; default: try all classes.")
+    label: int | None = setting(None, "Conditional models: the class of every image; default: choose per image.")
+    class_search: str = setting("pilot", "Without --label: pilot (every class for --pilot_iter, then the --top_k "
+                                         "best in full) or all (every class in full, 10x the time).")
+    pilot_iter: int = setting(0, "Iterations of the pilot of every class; 0 = n_iter // 10.")
+    top_k: int = setting(1, "Classes completed in full after the pilot (1: the pilot decides).")
+    classifier_dir: str = setting("", "Classifier of the class prior; default <checkpoints>/classifier_<dataset> "
+                                      "when present; none = no prior.")
+    prior_weight: float = setting(DEFAULT_PRIOR_WEIGHT,
+                                  "Weight of the classifier's log p(class) against log(total loss).")
     batch_size: int = setting(64, "Images optimised together.")
     seed: int = setting(0, "Seed of the masks and starting points.")
     # Outputs
@@ -337,7 +348,12 @@ class CompleteConfig:
         if not self.checkpoint_dir:
             raise FlagError("checkpoint_dir", "is empty: give a run's checkpoint folder (e.g. "
                                               "checkpoints/fashion_mnist_28x28) or a folder of runs")
-        check_whole_numbers(self, ("n_iter", "batch_size", "num_restarts"))
+        check_whole_numbers(self, ("n_iter", "batch_size", "num_restarts", "top_k"))
+        check_whole_numbers(self, ("pilot_iter",), minimum=0)
+        check_choice("class_search", self.class_search, CLASS_SEARCHES)
+        check_range("prior_weight", self.prior_weight, self.prior_weight >= 0, ">= 0")
+        if self.classifier_dir not in ("", "none") and not os.path.isdir(self.classifier_dir):
+            raise FlagError("classifier_dir", f"{self.classifier_dir} is not a folder (\"none\" turns the prior off)")
         check_choice("mask_type", self.mask_type, MASK_TYPES)
         check_choice("half_side", self.half_side, HALF_SIDES)
         check_choice("approach", self.approach, APPROACHES)

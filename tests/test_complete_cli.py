@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -151,6 +152,54 @@ def test_conditional_model_uses_the_label(tmp_path, images):
         run_completion(config(paths.checkpoint_dir, images[:1], tmp_path / "out", label=10))
 
 
+def test_label_free_summary_records_the_chosen_class_and_the_runner_up(tmp_path, images):
+    _, paths, _, _ = make_run(tmp_path / "crun", conditional=True, size=SIZE, c_dim=1)
+    summary = run_completion(config(paths.checkpoint_dir, images[:3], tmp_path / "out", n_iter=4, pilot_iter=2))
+    assert summary["settings"]["classifier"] is None  # 8x8 run: no classifier prior
+    for record in summary["images"].values():
+        choice = record["class_choice"]
+        pilot = np.array(choice["pilot_total"])
+        assert pilot.shape == (10,) and np.isfinite(pilot).all()
+        assert {choice["chosen"], choice["runner_up"]} == set(np.argsort(pilot)[:2])  # the pilot's top 2
+        assert choice["chosen"] == record["label"]
+        assert choice["chosen_losses"] == {k: record[k] for k in ("contextual", "perceptual", "total")}
+        assert choice["chosen_losses"]["total"] <= choice["runner_up_losses"]["total"]
+    given = run_completion(config(paths.checkpoint_dir, images[:1], tmp_path / "given", label=3))
+    assert given["images"]["a"]["class_choice"] is None
+
+
+def test_label_free_uses_the_classifier_next_to_the_run_as_a_prior(tmp_path, images):
+    from dcgan_tf.class_prior import weighted_known_pixels_prior
+    from dcgan_tf.classifier import build_classifier, predict_logits, save_classifier
+    from dcgan_tf.completion import Completer
+    from dcgan_tf.decode import load_image
+    from dcgan_tf.masks import make_mask
+    from dcgan_tf.runs import load_run
+
+    _, paths, _, _ = make_run(tmp_path / "crun", conditional=True, size=28, c_dim=1)
+    classifier = build_classifier(filters=2, feature_dim=4, seed=3)
+    save_classifier(classifier, str(pathlib.Path(paths.checkpoint_dir).parent / "classifier_tiny"))
+    cfg = config(paths.checkpoint_dir, images[:2], tmp_path / "out", n_iter=2, pilot_iter=1, prior_weight=1e4)
+    summary = run_completion(cfg)
+    assert summary["settings"]["classifier"].endswith("classifier_tiny")
+    # the same choice as the library given the classifier's prior and the classifier itself
+    pixels = np.stack([load_image(p, c_dim=1, output_height=28, output_width=28) for p in images[:2]])
+    masks = np.stack([make_mask("center", 28, 28, rng=None)] * 2)
+    classify = lambda x: predict_logits(classifier, x)
+    run = load_run(paths.checkpoint_dir)
+    completer = Completer(run.generator, run.discriminator, batch_size=2, z_dim=run.config.z_dim, y_dim=10)
+    prior = weighted_known_pixels_prior(classify, pixels, masks)
+    seeds = [int(np.random.SeedSequence([0, zlib.crc32(n.encode())]).generate_state(1)[0]) for n in ("a", "b")]
+    expected = completer(pixels, masks, None, seeds=seeds, n_iter=2, pilot_iter=1, class_prior=prior,
+                         classify=classify, prior_weight=1e4)
+    assert [summary["images"][n]["label"] for n in ("a", "b")] == list(expected.labels)
+    loss_only = completer(pixels, masks, None, seeds=seeds, n_iter=2, pilot_iter=1)
+    off = run_completion(config(paths.checkpoint_dir, images[:2], tmp_path / "off", n_iter=2, pilot_iter=1,
+                                classifier_dir="none"))
+    assert off["settings"]["classifier"] is None
+    assert [off["images"][n]["label"] for n in ("a", "b")] == list(loss_only.labels)
+
+
 def test_bad_input_gives_one_line_errors(run_dir, images, tmp_path):
     with pytest.raises(DcganError, match="no trained run in .*nothing: train one first"):
         run_completion(config(str(tmp_path / "nothing"), images, tmp_path))
@@ -165,6 +214,7 @@ def test_bad_input_gives_one_line_errors(run_dir, images, tmp_path):
     ("center_scale", 0.5), ("center_scale", 0.0), ("lam", -1.0), ("lr", 0.0), ("window", 4), ("window", 0),
     ("momentum", 1.0), ("beta2", 1.0), ("eps", 0.0), ("mask_type", "square"), ("approach", "hmc"),
     ("blend", "alpha"), ("half_side", "middle"), ("out_interval", -1), ("lowres_factor", 1),
+    ("top_k", 0), ("pilot_iter", -1), ("class_search", "best"), ("prior_weight", -0.5), ("classifier_dir", "/no/dir"),
 ])
 def test_flags_are_validated_by_name(flag, value):
     with pytest.raises(FlagError, match=f"^--{flag}: "):

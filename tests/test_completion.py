@@ -13,6 +13,7 @@ from run_factory import make_run
 from dcgan_tf.completion import (
     Completer,
     adam_update,
+    class_scores,
     complete,
     context_weights,
     contextual_loss,
@@ -259,6 +260,102 @@ def test_conditional_tries_every_class_or_uses_the_given_one(conditional_dcgan):
     searched = completer(images, masks, None, n_iter=2)
     assert ((searched.labels >= 0) & (searched.labels < 10)).all()
     assert (searched.final_losses["total"] <= given.final_losses["total"] + 1e-6).all()
+
+
+def test_class_scores_are_log_losses_minus_the_weighted_prior():
+    losses = np.array([[1.0, np.e, 2.0]])
+    np.testing.assert_allclose(class_scores(losses), [[0.0, 1.0, np.log(2.0)]])
+    log_prior = np.log([[0.2, 0.7, 0.1]])
+    np.testing.assert_allclose(class_scores(losses, log_prior, 0.5), np.log(losses) - 0.5 * log_prior)
+    assert np.argmin(class_scores(losses, log_prior, 0.0)) == 0 and np.argmin(class_scores(losses, log_prior, 5)) == 1
+
+
+def _given_class_finals(completer, images, masks, n_iter):
+    """[N, 10] final total loss of each class given explicitly."""
+    return np.stack([completer(images, masks, np.full(len(images), c), n_iter=n_iter).final_losses["total"]
+                     for c in range(10)], 1)
+
+
+def test_search_all_keeps_the_lowest_final_loss_and_names_the_runner_up(conditional_dcgan):
+    run = conditional_dcgan
+    completer = Completer(run.generator, run.discriminator, batch_size=2, z_dim=Z_DIM, y_dim=10, approach="adam")
+    images, masks = random_images(3, c_dim=1), random_masks(3)
+    finals = _given_class_finals(completer, images, masks, 4)
+    found = completer(images, masks, None, n_iter=4, class_search="all")
+    order = np.argsort(finals, 1)
+    np.testing.assert_array_equal(found.labels, order[:, 0])
+    np.testing.assert_array_equal(found.runner_up, order[:, 1])
+    np.testing.assert_allclose(found.final_losses["total"], finals[np.arange(3), order[:, 0]], rtol=1e-5)
+    np.testing.assert_allclose(found.runner_up_losses["total"], finals[np.arange(3), order[:, 1]], rtol=1e-5)
+
+
+def test_pilot_runs_every_class_briefly_then_the_top_k_in_full(conditional_dcgan):
+    run = conditional_dcgan
+    completer = Completer(run.generator, run.discriminator, batch_size=2, z_dim=Z_DIM, y_dim=10, approach="adam")
+    images, masks = random_images(3, c_dim=1), random_masks(3)
+    pilot = _given_class_finals(completer, images, masks, 2)  # the pilot is the first 2 of the same updates
+    finals = _given_class_finals(completer, images, masks, 6)
+    totals = []
+    found = completer(images, masks, None, n_iter=6, class_search="pilot", pilot_iter=2, top_k=3,
+                      on_progress=lambda done, total, loss: totals.append((done, total)))
+    np.testing.assert_allclose(found.pilot_losses, pilot, rtol=1e-5)
+    top3 = np.argsort(pilot, 1)[:, :3]
+    for i in range(3):
+        ranked = top3[i][np.argsort(finals[i, top3[i]])]  # the candidates by their final loss
+        assert (found.labels[i], found.runner_up[i]) == (ranked[0], ranked[1])
+    assert found.losses["total"].shape == (3, 7)
+    # the cost: two batches, each 10 classes x 2 pilot iterations + 3 classes x 6 iterations
+    assert totals[-1] == (2 * (10 * 2 + 3 * 6), 2 * (10 * 2 + 3 * 6))
+
+
+def test_a_strong_prior_decides_the_class(conditional_dcgan):
+    run = conditional_dcgan
+    completer = Completer(run.generator, run.discriminator, batch_size=4, z_dim=Z_DIM, y_dim=10)
+    images, masks = random_images(3, c_dim=1), random_masks(3)
+    prior = np.log(np.full((3, 10), 1e-6))
+    prior[[0, 1, 2], [4, 9, 4]] = 0.0
+    found = completer(images, masks, None, n_iter=3, pilot_iter=1, top_k=2, class_prior=prior, prior_weight=10.0)
+    np.testing.assert_array_equal(found.labels, [4, 9, 4])
+    weak = completer(images, masks, None, n_iter=3, pilot_iter=1, top_k=2, class_prior=prior, prior_weight=0.0)
+    np.testing.assert_array_equal(weak.labels, completer(images, masks, None, n_iter=3, pilot_iter=1).labels)
+
+
+def test_classify_scores_each_class_on_its_own_completion(conditional_dcgan):
+    run = conditional_dcgan
+    completer = Completer(run.generator, run.discriminator, batch_size=4, z_dim=Z_DIM, y_dim=10)
+    images, masks = random_images(3, c_dim=1), random_masks(3)
+    seen = []
+
+    def classify(x):  # likes class 6 only, and only in images whose known pixels are the inputs'
+        seen.append(x)
+        logits = np.zeros((len(x), 10))
+        logits[:, 6] = 20.0 * np.all(np.abs((x - images) * masks) < 1e-6, axis=(1, 2, 3))
+        return logits
+
+    found = completer(images, masks, None, n_iter=3, pilot_iter=1, top_k=1, classify=classify, prior_weight=1.0)
+    np.testing.assert_array_equal(found.labels, [6, 6, 6])
+    assert len(seen) == 10 and all(x.shape == images.shape for x in seen)  # one call per class in the pilot
+    top2 = completer(images, masks, None, n_iter=3, pilot_iter=1, top_k=2, classify=classify, prior_weight=1.0)
+    np.testing.assert_array_equal(top2.labels, [6, 6, 6])
+    assert len(seen) == 10 + 10 + 2  # and once per full run
+    seen.clear()
+    completer(images, masks, np.array([1, 2, 3]), n_iter=2, classify=classify, prior_weight=1.0)
+    assert not seen  # a given class is not scored
+
+
+def test_one_full_run_takes_the_runner_up_from_the_pilot(conditional_dcgan):
+    run = conditional_dcgan
+    completer = Completer(run.generator, run.discriminator, batch_size=4, z_dim=Z_DIM, y_dim=10)
+    images, masks = random_images(2, c_dim=1), random_masks(2)
+    found = completer(images, masks, None, n_iter=3, pilot_iter=2, top_k=1)
+    ranked = np.argsort(found.pilot_losses, 1)
+    np.testing.assert_array_equal(found.labels, ranked[:, 0])
+    np.testing.assert_array_equal(found.runner_up, ranked[:, 1])
+    np.testing.assert_allclose(found.runner_up_losses["total"], found.pilot_losses[[0, 1], ranked[:, 1]])
+    given = completer(images, masks, np.array([3, 3]), n_iter=3)
+    assert (given.runner_up == -1).all() and np.isnan(given.runner_up_losses["total"]).all()
+    with pytest.raises(ValueError, match="class_search"):
+        completer(images, masks, None, n_iter=3, class_search="best")
 
 
 # Scores -------------------------------------------------------------------------------------------------

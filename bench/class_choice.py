@@ -1,0 +1,145 @@
+"""Benchmark: how label-free completion should choose the class of a conditional model (issue 16).
+
+Completes held-out Fashion-MNIST test images once with every class for the full --n_iter (keeping the losses
+of every iteration and G(z) every --n_iter/20 iterations), then scores class-choice rules offline on those
+numbers, each with its cost in full single-class optimisations (one given class = 1x):
+  all-<term>:      all ten classes for the full run, the lowest final log <term> (contextual, total) wins (10x);
+  pilot<t>:        the lowest log total after t iterations of every class; that class then runs in full
+                   (10 t / n_iter + 1; a pilot is the first t iterations of the same optimisation);
+  pilot<t>+top<k>: full runs for the k best of the pilot, the lowest final score wins (10 t / n_iter + k);
+  ... +<prior> x<w>: w * log p(class) subtracted from the log loss, p from the tool's classifier on: the masked
+                   input (hole at 0), the filled input (class_prior.smooth_fill), each class's own completion
+                   at that iteration (G(z) pasted into the hole), or own + filled/2 (complete.py's default).
+The rules are tuned here, on test images the completion benchmark (bench/completion.py, the first images of the
+test split) does not use: by default the last --images of the split.
+
+Usage, from the project root:
+    python bench/class_choice.py --run checkpoints/fm_heldout [--images 64] [--n_iter 400]
+"""
+
+import argparse
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installing it
+
+from dcgan_tf.class_prior import KNOWN_PIXELS_WEIGHT, known_pixels_log_prior, log_softmax  # noqa: E402
+from dcgan_tf.classifier import load_classifier, predict_logits  # noqa: E402
+from dcgan_tf.completion import Completer  # noqa: E402
+from dcgan_tf.datasets import load_idx  # noqa: E402
+from dcgan_tf.masks import make_mask  # noqa: E402
+from dcgan_tf.runs import load_run  # noqa: E402
+
+MASKS = (("center", {}), ("random", {"random_fraction": 0.8}))
+PILOT_FRACTIONS = (0.05, 0.1, 0.2)
+PRIOR_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="a conditional run trained with --idx_split train")
+    parser.add_argument("--data_dir", default=str(ROOT / "data"))  # the repo's Fashion-MNIST
+    parser.add_argument("--classifier", default=str(ROOT / "checkpoints" / "classifier_fashion_mnist"))
+    parser.add_argument("--images", type=int, default=64, help="the last N test images")
+    parser.add_argument("--n_iter", type=int, default=400)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--out", default="", help="save the raw arrays to this .npz")
+    return parser.parse_args()
+
+
+def all_class_run(completer, images, masks, n_iter):
+    """Per class: total and contextual losses [N, n_iter + 1] and G(z) snapshots [T, N, H, W, C]."""
+    every = max(1, n_iter // 20)
+    out = {"total": [], "contextual": [], "snapshots": []}
+    for c in range(completer.y_dim):
+        result = completer(images, masks, np.full(len(images), c), seeds=range(len(images)), n_iter=n_iter,
+                           snapshot_every=every)
+        out["total"].append(result.losses["total"])
+        out["contextual"].append(result.losses["contextual"])
+        out["snapshots"].append(result.snapshots)
+    steps = np.asarray(result.snapshot_steps)
+    # [N, C, n_iter + 1] losses, [C, T, N, H, W, C] snapshots
+    return np.stack(out["total"], 1), np.stack(out["contextual"], 1), np.stack(out["snapshots"]), steps
+
+
+def self_scores(classifier, images, masks, generated):
+    """[N, C] log p(c | known pixels + G(z) of class c in the hole); generated [C, N, H, W, C]."""
+    return np.stack([log_softmax(predict_logits(classifier, images * masks + g * (1 - masks)))[:, c]
+                     for c, g in enumerate(generated)], 1)
+
+
+def named_priors(masked, filled, own):
+    """name -> (iteration -> [N, C] log-probabilities) for `rules`."""
+    return {"masked": lambda t: masked, "filled": lambda t: filled, "own": lambda t: own[t],
+            "own+filled/2 (default)": lambda t: own[t] + KNOWN_PIXELS_WEIGHT * filled}
+
+
+def rules(total, contextual, priors, n_iter, k_max=3):
+    """name -> (chosen classes [N], cost in full runs).
+
+    priors: name -> (iteration -> [N, C] log-probabilities), e.g. the classifier on the known pixels, or on the
+    completion each class has at that iteration.
+    """
+    table = {}
+    final_it = total.shape[-1] - 1
+    for kind, w in [("", 0.0)] + [(kind, w) for kind in priors for w in PRIOR_WEIGHTS[1:]]:
+        tag = f" +{kind} x{w:g}" if w else ""
+        penalty = lambda t, w=w, kind=kind: 0.0 if not w else -w * priors[kind](t)
+        table[f"all-total{tag}"] = (np.argmin(np.log(total[:, :, -1]) + penalty(final_it), 1), 10.0)
+        table[f"all-contextual{tag}"] = (np.argmin(np.log(contextual[:, :, -1]) + penalty(final_it), 1), 10.0)
+        for frac in PILOT_FRACTIONS:
+            t = max(1, int(round(n_iter * frac)))
+            pilot = np.log(total[:, :, t]) + penalty(t)
+            table[f"pilot{t}{tag}"] = (np.argmin(pilot, 1), 10 * t / n_iter + 1)  # + the chosen class in full
+            order = np.argsort(pilot, 1)
+            for k in range(2, k_max + 1):
+                top = order[:, :k]
+                final = np.take_along_axis(np.log(total[:, :, -1]) + penalty(final_it), top, 1)
+                table[f"pilot{t}+top{k}{tag}"] = (top[np.arange(len(top)), np.argmin(final, 1)], 10 * t / n_iter + k)
+    return table
+
+
+def main():
+    args = parse_args()
+    run = load_run(args.run)
+    images, labels = load_idx("fashion_mnist", args.data_dir, "test")
+    images = images[-args.images:].astype(np.float32) / 127.5 - 1.0
+    labels = labels[-args.images:]
+    classifier = load_classifier(args.classifier)
+    completer = Completer(run.generator, run.discriminator, batch_size=args.batch_size, z_dim=run.config.z_dim,
+                          y_dim=run.y_dim, z_dist=run.config.z_dist, loss=run.config.loss)
+    saved = {}
+    for mask_type, kwargs in MASKS:
+        rng = np.random.default_rng(1)
+        masks = np.stack([make_mask(mask_type, 28, 28, rng=rng, **kwargs) for _ in images])
+        start = time.time()
+        total, contextual, snaps, steps = all_class_run(completer, images, masks, args.n_iter)
+        print(f"{mask_type}: all classes x {args.n_iter} iterations in {time.time() - start:.0f}s", flush=True)
+        prior = log_softmax(predict_logits(classifier, images * masks))
+        fill_prior = known_pixels_log_prior(lambda x: predict_logits(classifier, x), images, masks)
+        selfs = {int(t): self_scores(classifier, images, masks, snaps[:, j]) for j, t in enumerate(steps)}
+        priors = named_priors(prior, fill_prior, selfs)
+        saved.update({f"{mask_type}_total": total, f"{mask_type}_contextual": contextual,
+                      f"{mask_type}_masked": prior, f"{mask_type}_filled": fill_prior, f"{mask_type}_masks": masks,
+                      f"{mask_type}_steps": steps,
+                      f"{mask_type}_self": np.stack([selfs[int(t)] for t in steps])})
+        print(f"| {mask_type} rule | class accuracy | cost (x one class) |\n| --- | --- | --- |")
+        table = {"classifier on the masked input": (np.argmax(prior, 1), 1.0),  # + that class in full
+                 "classifier on the filled input": (np.argmax(fill_prior, 1), 1.0),
+                 "classifier on each class's final completion": (np.argmax(selfs[args.n_iter], 1), 10.0)}
+        table.update(rules(total, contextual, priors, args.n_iter))
+        for name, (chosen, cost) in table.items():
+            print(f"| {name} | {np.mean(chosen == labels):.3f} | {cost:.1f} |")
+        for k in (1, 2, 3):
+            recall = [np.mean((np.argsort(total[:, :, t], 1)[:, :k] == labels[:, None]).any(1)) for t in steps]
+            print(f"true class among the {k} lowest totals at {steps.tolist()}: {np.round(recall, 3).tolist()}")
+    if args.out:
+        np.savez_compressed(args.out, labels=labels, **saved)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""A class prior for label-free completion with a conditional model: the tool's classifier on the known pixels.
+
+completion.Completer ranks a conditional model's classes by
+    log(total loss) - prior_weight * (log p(c | completion with class c) + KNOWN_PIXELS_WEIGHT * log p(c | known)),
+both probabilities from the tool's own classifier (dcgan_tf.classifier). This module gives the second: the
+classifier looking at the known pixels, each hole filled by a smooth interpolation of the known pixels around it
+(a normalised convolution), so that it sees an image rather than a grey hole or 80% grey noise.
+
+`find_classifier` looks for the classifier next to the run: `<checkpoints>/classifier_<dataset>`, where
+`python -m dcgan_tf.classifier` saves it by default.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+KNOWN_PIXELS_WEIGHT = 0.5  # the known-pixels prior's share, relative to each class's completion being classified
+FILL_SIGMAS = (1.0, 2.0, 4.0, 8.0)  # Gaussian widths tried in turn until a known pixel is in reach
+
+
+def smooth_fill(images, masks, sigmas=FILL_SIGMAS) -> np.ndarray:
+    """Known pixels kept; each missing pixel gets the Gaussian-weighted mean of the known pixels around it
+    (normalised convolution) at the smallest sigma whose window reaches one; a pixel no window reaches is 0.
+
+    Args:
+      images: [N, H, W, C] in [-1, 1].
+      masks: [N, H, W, 1], 1 = known.
+
+    Returns:
+      float32 [N, H, W, C].
+    """
+    images, masks = np.asarray(images, np.float32), np.asarray(masks, np.float32)
+    known = np.broadcast_to(masks > 0.5, images.shape)
+    out, todo = np.where(known, images, 0.0), ~known
+    for sigma in sigmas:
+        r = int(3 * sigma)
+        g = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma ** 2))
+        kernel = tf.constant(np.outer(g, g)[:, :, None, None], tf.float32)  # [k, k, 1, 1]
+        blur = lambda x, k=kernel: tf.nn.conv2d(x, k, 1, "SAME")  # per channel: [N, H, W, 1] each
+        channels = [blur(images[..., c:c + 1] * masks) for c in range(images.shape[-1])]
+        weight = blur(masks).numpy()  # [N, H, W, 1]
+        mean = np.concatenate([c.numpy() for c in channels], -1) / np.maximum(weight, 1e-3)
+        reached = todo & (weight > 1e-3)
+        out = np.where(reached, mean, out)
+        todo = todo & ~reached
+    return out.astype(np.float32)
+
+
+def log_softmax(logits) -> np.ndarray:
+    """Row-wise log-probabilities of [N, K] logits (float64)."""
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def known_pixels_log_prior(classify, images, masks) -> np.ndarray:
+    """log p(class | known pixels) [N, K]: classify ([N, H, W, C] -> [N, K] logits) on the smooth fill."""
+    return log_softmax(classify(smooth_fill(images, masks)))
+
+
+def find_classifier(checkpoint_dir: str, dataset: str) -> str | None:
+    """`<parent of checkpoint_dir>/classifier_<dataset>` when a saved classifier is there, else None."""
+    path = os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir)), f"classifier_{dataset}")
+    return path if os.path.isfile(os.path.join(path, "classifier.json")) else None
+
+
+def weighted_known_pixels_prior(classify, images, masks) -> np.ndarray:
+    """KNOWN_PIXELS_WEIGHT * known_pixels_log_prior: the class_prior that complete.py gives the Completer."""
+    return KNOWN_PIXELS_WEIGHT * known_pixels_log_prior(classify, images, masks)
+
+
+def load_classify(classifier_dir: str, checkpoint_dir: str, dataset: str):
+    """The classifier of the class prior as images -> logits, and its path; (None, None) without one.
+
+    classifier_dir "" looks next to the run (find_classifier); "none" turns the prior off.
+    """
+    path = find_classifier(checkpoint_dir, dataset) if classifier_dir == "" else (
+        None if classifier_dir == "none" else classifier_dir)
+    if path is None:
+        return None, None
+    from dcgan_tf.classifier import load_classifier, predict_logits  # Keras model code only when used
+
+    model = load_classifier(path)
+    return (lambda images: predict_logits(model, images)), path
