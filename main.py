@@ -90,7 +90,8 @@ flags.DEFINE_enum("preset", "none", list(PRESETS), "A named recipe that sets sev
                   "flags you give explicitly win.")
 # Speed
 flags.DEFINE_boolean("mixed_precision", False, "bfloat16 compute on CPU, float16 with loss scaling on GPU.")
-flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (slower on CPU for transposed convs).")
+flags.DEFINE_boolean("jit_compile", None, "Compile the train step with XLA; default (auto): on with a GPU under "
+                     "--strategy default, off on CPU (slower there for transposed convs).")
 flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
                   "default (one device), mirrored (every local GPU) or multi_worker (the machines in TF_CONFIG).")
 # Evaluation

@@ -88,7 +88,7 @@ class TrainConfig:
     preset: str = "none"  # the named recipe the flags came from (see PRESETS); part of the default run name
     # Speed
     mixed_precision: bool = False  # bfloat16 compute on CPU, float16 + loss scaling on GPU
-    jit_compile: bool = False  # XLA; slower for transposed convolutions on CPU
+    jit_compile: bool | None = None  # XLA; None (auto): on with a GPU under --strategy default, off on CPU
     strategy: str = "default"  # default (no tf.distribute) | mirrored (local GPUs) | multi_worker (TF_CONFIG)
     # Evaluation
     eval_freq: int = 0  # steps between quality measurements during training; 0 = off
@@ -160,18 +160,11 @@ class TrainConfig:
                 if size % 4 or size < 16:
                     raise FlagError(name, f"is {size}, but --arch infogan needs a multiple of 4 that is >= 16 "
                                           "(e.g. 28)")
-        if self.strategy != "default":  # not implemented (or not tested) with tf.distribute
-            for name, unsupported, what in (("jit_compile", self.jit_compile, "XLA"),
-                                            ("mixed_precision", self.mixed_precision, "mixed precision"),
-                                            ("nan_policy", self.nan_policy == "skip_batch", "skip_batch"),
-                                            ("g_ema", self.g_ema > 0, "the generator EMA"),
-                                            ("spectral_norm", self.spectral_norm, "spectral normalisation"),
-                                            ("loss", self.loss == "wgan-gp", "wgan-gp"),
-                                            ("d_steps", self.d_steps > 1, "more than one D step"),
-                                            ("max_minutes", self.max_minutes > 0, "a time limit")):
-                if unsupported:
-                    raise FlagError(name, f"{what} is not supported with --strategy {self.strategy} yet; drop it or "
-                                          "use --strategy default")
+        if self.strategy != "default" and self.jit_compile:
+            raise FlagError("jit_compile", f"XLA cannot compile the step of --strategy {self.strategy}: TensorFlow "
+                                           "compiles it for one device, and each replica's step reads variables on "
+                                           "the others (XLA known issue tfvariable_on_a_different_device); drop it "
+                                           "or use --strategy default")
         if not self.dataset:
             raise FlagError("dataset", "must name a folder under --data_dir or a known dataset")
         return self
