@@ -181,9 +181,11 @@ def resolve_jit_compile(cfg: TrainConfig, gpus: int | None = None) -> TrainConfi
     """
     if cfg.jit_compile is not None:
         return cfg
+    if cfg.strategy != "default":
+        return dataclasses.replace(cfg, jit_compile=False)
     if gpus is None:
         gpus = len(tf.config.list_physical_devices("GPU"))
-    return dataclasses.replace(cfg, jit_compile=bool(gpus) and cfg.strategy == "default")
+    return dataclasses.replace(cfg, jit_compile=bool(gpus))
 
 
 def decayed_learning_rate(base: float, cfg: TrainConfig, epoch: int) -> float:
