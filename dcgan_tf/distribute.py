@@ -12,7 +12,12 @@ Under a strategy one step computes what one device computes on the whole `--batc
   batch from the run's seeded generator and each replica keeps its rows (`GlobalBatchGenerator`);
 - each replica divides its mean losses by N and the optimisers sum the replicas' gradients (train.py);
 - batch norm normalises with the statistics of the global batch (`synchronize_batch_norm`), so its moving
-  statistics are those of one device too.
+  statistics are those of one device too;
+- with --d_steps, each replica's share holds its rows of every D update's batch (`distribute_dataset`);
+- replicas agree through all-reduces wherever one device decides alone: whether an update is finite
+  (--nan_policy skip_batch, `all_replicas_true`, `apply_or_restore`), whether float16 gradients overflowed
+  (`agree_on_overflow`), and, across workers, whether --max_minutes has passed on the chief (`chief_decides`).
+  The EMA generator and spectral-norm vectors need none: every replica updates its copy from identical values.
 
 One strategy per kind and process (`create_strategy`): every new MirroredStrategy starts its collective keys
 at the same numbers, and TensorFlow's collective runtime remembers each key's tensor shape for the life of
