@@ -120,7 +120,8 @@ class TrainConfig:
                                   "win.", choices=PRESETS)
     # Speed
     mixed_precision: bool = setting(False, "bfloat16 compute on CPU, float16 with loss scaling on GPU.")
-    jit_compile: bool = setting(False, "Compile the train step with XLA (slower on CPU for transposed convs).")
+    jit_compile: bool | None = setting(None, "Compile the train step with XLA; default (auto): on with a GPU under "
+                                             "--strategy default, off on CPU (slower there for transposed convs).")
     strategy: str = setting("default", "default (one device), mirrored (every local GPU) or multi_worker (the machines "
                                        "in TF_CONFIG).", choices=STRATEGIES)
     # Evaluation
@@ -194,18 +195,11 @@ class TrainConfig:
                 if size % 4 or size < 16:
                     raise FlagError(name, f"is {size}, but --arch infogan needs a multiple of 4 that is >= 16 "
                                           "(e.g. 28)")
-        if self.strategy != "default":  # not implemented (or not tested) with tf.distribute
-            for name, unsupported, what in (("jit_compile", self.jit_compile, "XLA"),
-                                            ("mixed_precision", self.mixed_precision, "mixed precision"),
-                                            ("nan_policy", self.nan_policy == "skip_batch", "skip_batch"),
-                                            ("g_ema", self.g_ema > 0, "the generator EMA"),
-                                            ("spectral_norm", self.spectral_norm, "spectral normalisation"),
-                                            ("loss", self.loss == "wgan-gp", "wgan-gp"),
-                                            ("d_steps", self.d_steps > 1, "more than one D step"),
-                                            ("max_minutes", self.max_minutes > 0, "a time limit")):
-                if unsupported:
-                    raise FlagError(name, f"{what} is not supported with --strategy {self.strategy} yet; drop it or "
-                                          "use --strategy default")
+        if self.strategy != "default" and self.jit_compile:
+            raise FlagError("jit_compile", f"XLA cannot compile the step of --strategy {self.strategy}: TensorFlow "
+                                           "compiles it for one device, and each replica's step reads variables on "
+                                           "the others (XLA known issue tfvariable_on_a_different_device); drop it "
+                                           "or use --strategy default")
         if not self.dataset:
             raise FlagError("dataset", "must name a folder under --data_dir or a known dataset")
         return self

@@ -12,7 +12,12 @@ Under a strategy one step computes what one device computes on the whole `--batc
   batch from the run's seeded generator and each replica keeps its rows (`GlobalBatchGenerator`);
 - each replica divides its mean losses by N and the optimisers sum the replicas' gradients (train.py);
 - batch norm normalises with the statistics of the global batch (`synchronize_batch_norm`), so its moving
-  statistics are those of one device too.
+  statistics are those of one device too;
+- with --d_steps, each replica's share holds its rows of every D update's batch (`distribute_dataset`);
+- replicas agree through all-reduces wherever one device decides alone: whether an update is finite
+  (--nan_policy skip_batch, `all_replicas_true`, `apply_or_restore`), whether float16 gradients overflowed
+  (`agree_on_overflow`), and, across workers, whether --max_minutes has passed on the chief (`chief_decides`).
+  The EMA generator and spectral-norm vectors need none: every replica updates its copy from identical values.
 
 One strategy per kind and process (`create_strategy`): every new MirroredStrategy starts its collective keys
 at the same numbers, and TensorFlow's collective runtime remembers each key's tensor shape for the life of
@@ -151,17 +156,94 @@ class GlobalBatchGenerator:
         return tf.reshape(drawn[start:start + local], shape)  # reshape: static shape of the request
 
 
-def distribute_dataset(strategy: tf.distribute.Strategy | None, dataset: tf.data.Dataset):
-    """Splits each global batch of `dataset` among the replicas; the dataset itself without a strategy.
+def _in_replica_of_strategy() -> bool:
+    return tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
+
+
+def all_replicas_true(flag):
+    """Inside a strategy's replica: whether `flag` (a bool tensor) is true on every replica, one all-reduce, so
+    all replicas take the same branch; the flag itself elsewhere."""
+    if not _in_replica_of_strategy():
+        return flag
+    failed = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(flag), tf.float32))
+    return tf.equal(failed, 0.0)
+
+
+def agree_on_overflow(grads):
+    """Every gradient NaN on every replica when any replica's gradients are not finite; `grads` elsewhere.
+
+    Keras' LossScaleOptimizer decides to skip (and lower the scale) from the first replica's gradients before
+    they are summed, so an overflow on another replica alone would reach the weights.
+    """
+    if not _in_replica_of_strategy():
+        return grads
+    finite = all_replicas_true(tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]))
+    return [tf.where(finite, g, tf.fill(tf.shape(g), tf.constant(float("nan"), g.dtype))) for g in grads]
+
+
+def apply_or_restore(ok, update, grads, variables, saved, counter: tf.Variable) -> None:
+    """`update(grads)` when `ok`, else `saved` is assigned back to `variables` and `counter` counts one skip.
+
+    `ok` must be the same on every replica (`all_replicas_true`). Under a strategy the branch is taken in
+    cross-replica context, once per worker, as Keras' LossScaleOptimizer does: a cond inside a replica cannot
+    hold the optimiser's merge_call. `variables` are equal on every replica (synchronised batch-norm
+    statistics), so the first local replica's saved values restore them all.
+    """
+    def branch(ok, grads, saved, first=lambda v: v, run=lambda fn, args: fn(*args)):
+        def apply_update():
+            run(update, (grads,))
+            return tf.constant(0, tf.int64)
+
+        def restore():
+            for var, value in zip(variables, saved):
+                var.assign(first(value))
+            return tf.constant(1, tf.int64)
+
+        counter.assign_add(tf.cond(first(ok), apply_update, restore))
+
+    if not _in_replica_of_strategy():
+        branch(ok, grads, saved)
+        return
+
+    def cross_replica(strategy, ok, grads, saved):
+        def first(value):
+            return strategy.experimental_local_results(value)[0]
+
+        def run(fn, args):
+            strategy.extended.call_for_each_replica(fn, args=args)
+
+        branch(ok, grads, saved, first, run)
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(ok, grads, saved))
+
+
+def distribute_dataset(strategy: tf.distribute.Strategy | None, dataset: tf.data.Dataset, d_steps: int = 1):
+    """Splits each global batch of `dataset` among the replicas; without a strategy the dataset itself, prefetched
+    to the GPU when there is one (it must be the pipeline's last transformation).
 
     Every worker builds the same seeded pipeline, so sharding by DATA (each worker keeps its replicas' part of
-    every global batch) needs no file-level split and works for in-memory and streamed datasets alike.
+    every global batch) needs no file-level split and works for in-memory and streamed datasets alike. With
+    `d_steps` > 1 a global batch holds d_steps batches, one per D update; they are interleaved first, so each
+    replica's share holds its rows of every one of them in order (what the train step slices per D update).
     """
-    if strategy is None:
-        return dataset
+    if strategy is None:  # a GPU gets its next batches copied while it trains (a strategy does this itself)
+        gpus = tf.config.list_logical_devices("GPU")
+        return dataset.apply(tf.data.experimental.prefetch_to_device(gpus[0].name, 2)) if gpus else dataset
+    if d_steps > 1:
+        replicas = strategy.num_replicas_in_sync
+        dataset = dataset.map(lambda *parts: tuple(_replica_major(x, d_steps, replicas) for x in parts))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def _replica_major(x, d_steps: int, replicas: int):
+    """[d_steps * B, ...] (D update major) -> [replicas * d_steps * B / replicas, ...] (replica major)."""
+    shape = tf.shape(x)
+    split = tf.concat([[d_steps, replicas, shape[0] // (d_steps * replicas)], shape[1:]], 0)  # no -1: y may be [n, 0]
+    y = tf.transpose(tf.reshape(x, split), [1, 0, *range(2, x.shape.rank + 2)])  # [N, d_steps, B / N, ...]
+    return tf.ensure_shape(tf.reshape(y, shape), x.shape)
 
 
 def distribute_train_step(strategy: tf.distribute.Strategy | None, train_step):
@@ -194,6 +276,26 @@ def distribute_train_step(strategy: tf.distribute.Strategy | None, train_step):
         return {k: combine(v) for k, v in per_replica.items()}
 
     return distributed_train_step
+
+
+_VOTES: dict[int, object] = {}
+
+
+def chief_decides(strategy: tf.distribute.Strategy | None, flag: bool) -> bool:
+    """The chief's `flag` on every worker of --strategy multi_worker, through one all-reduce (every worker must
+    call this at the same step); `flag` itself in a single process. Used for --max_minutes: the chief's clock
+    picks the step at which all workers stop."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return flag
+    if id(strategy) not in _VOTES:
+        @tf.function
+        def votes(value):
+            per_replica = strategy.run(lambda v: v, args=(value,))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+        _VOTES[id(strategy)] = votes
+    vote = 1.0 if flag and is_chief(strategy) else 0.0
+    return float(_VOTES[id(strategy)](tf.constant(vote))) > 0
 
 
 class _DiscardingManager:

@@ -89,24 +89,23 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
         return [tf.identity(v) for v in statistics] if skip else []
 
     def apply(opt, objective, loss, model, tape, before):
-        grads = tape.gradient(objective, model.trainable_variables)
+        variables = model.trainable_variables
+        grads = tape.gradient(objective, variables)
+        loss_scaled = isinstance(opt, keras.optimizers.LossScaleOptimizer)
+        if loss_scaled:  # it checks each replica's own gradients: make an overflow on one an overflow on all
+            grads = distribute.agree_on_overflow(grads)
         if not skip:
-            opt.apply_gradients(zip(grads, model.trainable_variables))
+            opt.apply_gradients(zip(grads, variables))
             return
         ok = tf.math.is_finite(loss)
-        if not isinstance(opt, keras.optimizers.LossScaleOptimizer):  # that one skips bad gradients itself
+        if not loss_scaled:  # that one skips bad gradients itself
             ok = ok & tf.math.is_finite(tf.linalg.global_norm(grads))
+        ok = distribute.all_replicas_true(ok)  # one replica's NaN skips the update on every replica
 
-        def update():
-            opt.apply_gradients(zip(grads, model.trainable_variables))
-            return tf.constant(0, tf.int64)
+        def update(grads):
+            opt.apply_gradients(zip(grads, variables))
 
-        def undo():
-            for var, value in zip(statistics, before):
-                var.assign(value)
-            return tf.constant(1, tf.int64)
-
-        nan_skipped.assign_add(tf.cond(ok, update, undo))
+        distribute.apply_or_restore(ok, update, grads, statistics, before, nan_skipped)
 
     wgan = cfg.loss == "wgan-gp"
 
@@ -172,6 +171,23 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
         return metrics
 
     return train_step
+
+
+def resolve_jit_compile(cfg: TrainConfig, gpus: int | None = None) -> TrainConfig:
+    """`cfg` with --jit_compile auto (None) decided: XLA on with a GPU under --strategy default, off on CPU,
+    where it compiles for ~30 s and runs transposed convolutions slower (README "Speed"); under a strategy it
+    cannot compile the step (see TrainConfig.validate).
+
+    Args:
+      gpus: the number of GPUs; None: TensorFlow's list of physical GPUs.
+    """
+    if cfg.jit_compile is not None:
+        return cfg
+    if cfg.strategy != "default":
+        return dataclasses.replace(cfg, jit_compile=False)
+    if gpus is None:
+        gpus = len(tf.config.list_physical_devices("GPU"))
+    return dataclasses.replace(cfg, jit_compile=bool(gpus))
 
 
 def decayed_learning_rate(base: float, cfg: TrainConfig, epoch: int) -> float:
@@ -329,8 +345,9 @@ def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths,
 def train(cfg: TrainConfig) -> TrainResult:
     """Trains (or resumes) the run described by `cfg`. Returns the final step, epoch and metrics."""
 
-    cfg.validate()
-    deadline = time.perf_counter() + 60 * cfg.max_minutes if cfg.max_minutes else None  # data loading counts
+    cfg = resolve_jit_compile(cfg.validate())  # FLAGS.json records what ran
+    # Data loading counts; under multi_worker the chief's deadline stops every worker (distribute.chief_decides).
+    deadline = time.perf_counter() + 60 * cfg.max_minutes if cfg.max_minutes else None
     strategy = distribute.create_strategy(cfg.strategy)  # first: multi_worker configures TensorFlow's runtime
     distribute.check_batch_size(cfg.batch_size, strategy, cfg.strategy)
     chief = distribute.is_chief(strategy)  # only the chief writes the run's files
@@ -378,7 +395,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 bar = ProgressBar(data.steps_per_epoch, prefix=f"epoch {epoch + 1}/{cfg.epoch} ")
                 epoch_t0, first = time.perf_counter(), in_epoch
                 batches = data.dataset.take(max(data.steps_per_epoch - in_epoch, 0))
-                for real_images, labels in distribute.distribute_dataset(strategy, batches):
+                for real_images, labels in distribute.distribute_dataset(strategy, batches, cfg.d_steps):
                     metrics = train_step(real_images, labels)
                     if cfg.nan_policy == "stop" and not bool(metrics["finite"]):
                         raise NonFiniteError(step + 1, metrics, saved_step)
@@ -395,7 +412,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                         checkpoint_now(epoch, in_epoch)
                     if stop.requested:
                         raise KeyboardInterrupt
-                    if deadline is not None and time.perf_counter() >= deadline:
+                    if deadline is not None and distribute.chief_decides(strategy, time.perf_counter() >= deadline):
                         raise _OutOfTime
                 checkpoint_now(epoch + 1, 0)
                 in_epoch = 0  # after the save: if it is interrupted, the epoch is still recorded as full

@@ -100,9 +100,10 @@ def test_new_architecture_flags_are_checked_against_the_saved_run():
             check_against_saved(TrainConfig(**{**saved, field: value}), saved)
 
 
-@pytest.mark.parametrize("field,value", [("g_ema", 0.999), ("spectral_norm", True), ("loss", "wgan-gp"),
-                                         ("d_steps", 5), ("max_minutes", 1.0), ("mixed_precision", True)])
-def test_options_not_supported_under_a_strategy_name_their_flag(field, value):
-    TrainConfig(**{field: value}).validate()  # fine on one device
-    with pytest.raises(FlagError, match=f"--{field}: .*--strategy mirrored"):
-        TrainConfig(strategy="mirrored", **{field: value}).validate()
+def test_every_option_but_jit_compile_is_accepted_under_a_strategy():
+    for strategy in ("mirrored", "multi_worker"):
+        TrainConfig(strategy=strategy, g_ema=0.999, spectral_norm=True, loss="wgan-gp", d_steps=5, max_minutes=1.0,
+                    mixed_precision=True, nan_policy="skip_batch").validate()
+        TrainConfig(strategy=strategy).validate()  # --jit_compile auto is off under a strategy
+        with pytest.raises(FlagError, match=f"^--jit_compile: XLA cannot compile the step of --strategy {strategy}"):
+            TrainConfig(strategy=strategy, jit_compile=True).validate()

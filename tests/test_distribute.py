@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -141,6 +143,165 @@ def test_mirrored_step_equals_one_device_step_and_checkpoints_cross(tmp_path):
         assert r["restored"] == {"mirrored_to_default": True, "default_to_mirrored": True}, (name, r)
 
 
+# Each option refused until now, one step on 2 logical CPU devices against one device, in few runs (each costs
+# half a minute of tracing on a loaded CPU). `excess` tolerances (atol, rtol) for weights (G, D, batch-norm
+# statistics, spectral-norm u, EMA) and for Adam's moments, measured with a margin. Float32 runs differ by
+# summation order only (fused batch norm on one device, Keras' synchronised one on two), but Adam's first steps
+# are about lr * sign(g), so a gradient component near 0 that changes sign moves a weight by 4e-4 and, after
+# several updates (--d_steps), what depends on it. bfloat16 rounds every activation to 8 bits: the gradients of
+# batch-norm scales and offsets (sums that mostly cancel) then differ by up to 20% of their largest value. A
+# missing 1/replicas (every moment 2x) or a D update on the wrong images is far outside both.
+FLOAT32, BFLOAT16 = ((1e-4, 1e-3), (1e-9, 2e-3)), ((5e-4, 1e-2), (1e-7, 0.25))
+OPTIONS = {  # name: (TrainConfig fields, tolerances)
+    "g_ema, spectral_norm, nan_policy skip_batch, d_steps 3": (
+        {"g_ema": 0.9, "spectral_norm": True, "nan_policy": "skip_batch", "d_steps": 3}, FLOAT32),
+    "loss wgan-gp, d_steps 2": ({"loss": "wgan-gp", "d_steps": 2}, FLOAT32),
+    "preset tuned (mixed_precision bfloat16, g_ema)": (
+        {"mixed_precision": True, "g_ema": 0.999, "g_steps": 1, "learning_rate_d": 0.0004,
+         "learning_rate_g": 0.0002}, BFLOAT16),
+    "mixed_precision float16 (loss scaling)": ({"mixed_precision": True}, BFLOAT16),
+    "NaN on replica 1 only": ({"nan_policy": "skip_batch", "d_norm": "layer"}, FLOAT32),
+}
+
+
+def run_option_checks(folder: str) -> dict:
+    """For each of OPTIONS: one step on one device and on 2 logical CPU devices from the same weights, data and
+    seed; a JSON-able report per option."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import numpy as np
+    from run_factory import tiny_config
+
+    from dcgan_tf import train
+
+    strategy = distribute.create_strategy("mirrored")
+    report = {}
+    for name, (fields, tolerances) in OPTIONS.items():
+        size = 16 if fields.get("mixed_precision") else 8  # 1x1 batch-norm maps of 4 values blow up in bfloat16
+        cfg = tiny_config(folder, size=size, batch_size=4, **fields)
+        images = np.random.RandomState(0).uniform(-1, 1, (cfg.images_per_step, size, size, 3)).astype(np.float32)
+        if name.startswith("NaN"):
+            images[2:4] = np.nan  # the rows of replica 1 (batch 4 split in two)
+        if "float16 (loss scaling)" in name:  # what a GPU gets; float16 runs on CPU too
+            train.mixed_precision_policy = lambda: "mixed_float16"
+        try:
+            t0 = time.perf_counter()
+            report[name] = compare_one_step(strategy, cfg, tf.constant(images), tolerances)
+            print(f"{name}: {time.perf_counter() - t0:.1f} s {report[name]}", file=sys.stderr)
+        finally:
+            train.mixed_precision_policy = mixed_precision_policy
+    return report
+
+
+def test_every_option_one_mirrored_step_equals_one_device_step(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "options", str(tmp_path)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(report) == set(OPTIONS)
+    for name, r in report.items():
+        assert r["same_init"] and r["replica_copies_equal"] and r["all_finite"], (name, r)
+        assert r["changed"] > 50 and r["compared"] > 80, (name, r)  # the step did something, and it is compared
+        assert r["weights_excess"] <= 1 and r["moments_excess"] <= 1 and r["counters_equal"], (name, r)
+        assert r["g_changed"], (name, r)
+    ema_sn = report["g_ema, spectral_norm, nan_policy skip_batch, d_steps 3"]
+    assert ema_sn["sn_vectors"] == 5 and ema_sn["ema_weights"] == 26 and ema_sn["nan_skipped"] == [0, 0], ema_sn
+    assert not ema_sn["d_unchanged"] and ema_sn["loss_diff"] < 1e-4, ema_sn
+    assert report["preset tuned (mixed_precision bfloat16, g_ema)"]["ema_weights"] == 26
+    # NaN images only in replica 1's rows: both replicas skip D's update (counted once, as on one device), G's
+    # update (on generated images) goes ahead, and the copies stay equal.
+    nan = report["NaN on replica 1 only"]
+    assert nan["nan_skipped"] == [1, 1] and nan["d_unchanged"], nan
+
+
+def _build(cfg, name, strategy):
+    """create_training + the (distributed) train step. Returns (step, [(name, variable)], training)."""
+    import dataclasses
+
+    import keras
+
+    from dcgan_tf.config import RunPaths
+    from dcgan_tf.train import create_training, make_train_step
+
+    keras.utils.set_random_seed(cfg.seed)
+    paths = RunPaths.from_config(dataclasses.replace(cfg, out_name=name))
+    t = create_training(cfg, 3, 0, paths, strategy)
+    rng = t.state.rng if strategy is None else distribute.GlobalBatchGenerator(t.state.rng)
+    step = make_train_step(t.G, t.D, t.g_opt, t.d_opt, rng, cfg, nan_skipped=t.state.nan_skipped, ema=t.ema)
+    named = [(v.path, v) for v in t.G.weights + t.D.weights + t.g_opt.variables + t.d_opt.variables]
+    if t.ema is not None:  # the average of each G weight, named after it
+        named += [(f"ema:{g.path}", a) for g, a in zip(t.G.weights, t.ema.model.weights)]
+        named.append(("ema_updates", t.ema.updates))
+    return distribute.distribute_train_step(strategy, step), named, t
+
+
+def compare_one_step(strategy, cfg, images, tolerances) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    labels = tf.zeros([images.shape[0], 0])
+    step1, named1, t1 = _build(cfg, "one", None)
+    step2, named2, t2 = _build(cfg, "two", strategy)
+    init1, init2 = [v.numpy() for _, v in named1], [v.numpy() for _, v in named2]
+    out1 = step1(images, labels)
+    dataset = tf.data.Dataset.from_tensors((images, labels))
+    out2 = step2(*next(iter(distribute.distribute_dataset(strategy, dataset, cfg.d_steps))))
+    after1, after2 = [v.numpy() for _, v in named1], [v.numpy() for _, v in named2]
+    names = [n for n, _ in named1]
+    dead = dead_biases(names)
+    floats = [i for i, n in enumerate(names) if after1[i].dtype.kind == "f" and _base(n) not in dead]
+    moments = [i for i in floats if names[i].endswith(("_momentum", "_velocity"))]
+    weights = [i for i in floats if i not in moments]
+    (w_atol, w_rtol), (m_atol, m_rtol) = tolerances
+    return {
+        "same_init": all(np.array_equal(a, b) for a, b in zip(init1, init2)),
+        "changed": sum(not np.array_equal(a, b) for a, b in zip(init1, after1)),
+        "compared": len(floats), "dead_biases": len(dead),
+        "weights_excess": excess(after1, after2, weights, w_atol, w_rtol),
+        "moments_excess": excess(after1, after2, moments, m_atol, m_rtol),
+        "counters_equal": all(np.array_equal(after1[i], after2[i]) for i, n in enumerate(names)
+                              if after1[i].dtype.kind != "f"),
+        "loss_diff": max(abs(float(out1[k]) - float(out2[k])) for k in ("d_loss", "g_loss")),
+        "nan_skipped": [int(out1["nan_skipped"]), int(out2["nan_skipped"])],
+        "d_unchanged": all(np.array_equal(init2[i], after2[i]) for i, n in enumerate(names)
+                           if n.startswith("discriminator/") and n.endswith(("kernel", "bias"))),
+        "g_changed": any(not np.array_equal(init2[i], after2[i]) for i, n in enumerate(names)
+                         if n.startswith("generator/")),
+        "all_finite": all(np.isfinite(a).all() for a in after2 if a.dtype.kind == "f"),
+        "replica_copies_equal": all(_copies_equal(strategy, v) for _, v in named2),
+        "sn_vectors": sum(n.endswith("sn_u") for n in names),
+        "ema_weights": sum(n.startswith("ema:") for n in names)}
+
+
+def _copies_equal(strategy, variable) -> bool:
+    import keras
+    import numpy as np
+
+    copies = strategy.experimental_local_results(variable.value if isinstance(variable, keras.Variable) else variable)
+    return all(np.array_equal(c.numpy(), copies[0].numpy()) for c in copies)
+
+
+def _base(name: str) -> str:
+    """The weight a variable belongs to, as optimiser slots name it: ema:generator/x/bias -> generator_x_bias."""
+    name = name.removeprefix("ema:")
+    if name.endswith(("_momentum", "_velocity")):
+        return name.rsplit("/", 1)[1].rsplit("_", 1)[0]
+    return name.replace("/", "_")
+
+
+def dead_biases(names) -> set:
+    """The biases of layers followed by batch norm (g_h1 -> g_bn1): zero gradient in exact arithmetic, so their
+    values after a step are rounding noise that Adam amplifies (see run_mirrored_checks)."""
+    dead = set()
+    for name in names:
+        match = re.fullmatch(r"(generator|discriminator)/([gd])_h(\d+)\w*/bias", name)
+        if match and f"{match[1]}/{match[2]}_bn{match[3]}/gamma" in names:
+            dead.add(_base(name))
+    return dead
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Two workers on loopback
 
@@ -182,6 +343,71 @@ def test_a_chief_task_writes_and_the_worker_does_not(make_image_folder, tmp_path
     outputs = run_workers([args, worker_args], {"chief": [chief], "worker": [worker]}, temp)
     _check_one_run_written(outputs, tmp_path, temp)
     assert not any(path.is_file() for path in (tmp_path / "worker_samples").rglob("*"))
+
+
+def test_two_workers_stop_together_at_max_minutes_and_resume_after_a_kill(make_image_folder, tmp_path):
+    """--preset tuned --max_minutes on two workers: the chief's clock picks one step for both, one checkpoint
+    is written, and the same command continues; a SIGKILLed worker costs only the steps since the last
+    checkpoint: the restarted run continues from it, step and data position together."""
+    import tensorflow as tf
+
+    args, temp = _worker_args(make_image_folder, tmp_path)  # 16 images, batch 4: 4 steps per epoch
+    args = [*args, "--preset", "tuned", "--out_name", "tuned", "--epoch", "1000", "--max_minutes", "0.3"]
+    run_dir = tmp_path / "ck" / "tuned"
+    outputs = run_workers(args, [f"127.0.0.1:{p}" for p in free_ports(2)], temp)
+    stops = [re.search(r"stopped at --max_minutes: epoch \d+, step (\d+)", out) for _, out, _ in outputs]
+    assert all(code == 0 for code, _, _ in outputs) and all(stops), [o[2][-2000:] for o in outputs]
+    stop = int(stops[0][1])
+    assert int(stops[1][1]) == stop > 0
+    assert sorted(os.listdir(run_dir)) == ["FLAGS.json", "checkpoint", f"ckpt-{stop}.data-00000-of-00001",
+                                           f"ckpt-{stop}.index"]
+    assert os.listdir(temp) == []
+
+    # The same command again, to a fixed end, killing worker 1 once the chief has checkpointed a later step.
+    epochs = str(stop // 4 + 5)
+    resumed = [*args[:-4], "--epoch", epochs, "--max_minutes", "5", "--ckpt_freq", "3"]
+    killed_at = _kill_worker_after_a_checkpoint(resumed, run_dir, stop, temp)
+    assert stop < killed_at < 4 * int(epochs)
+    outputs = run_workers(resumed, [f"127.0.0.1:{p}" for p in free_ports(2)], temp)
+    for code, out, err in outputs:
+        assert code == 0 and f"done: epoch {epochs}, step {4 * int(epochs)}," in out, err[-3000:]
+    first = re.search(r"epoch (\d+)/\d+ (\d+)/4 ", outputs[0][1])  # the restarted run's first step
+    assert 4 * (int(first[1]) - 1) + int(first[2]) == killed_at + 1, outputs[0][1][:500]
+    reader = tf.train.load_checkpoint(str(run_dir))
+    state = {k: int(reader.get_tensor(f"{k}/.ATTRIBUTES/VARIABLE_VALUE")) for k in ("step", "epoch", "epoch_step")}
+    assert state == {"step": 4 * int(epochs), "epoch": int(epochs), "epoch_step": 0}, state
+
+
+def _kill_worker_after_a_checkpoint(args, run_dir, after: int, temp) -> int:
+    """Starts both workers, SIGKILLs worker 1 once the chief has a checkpoint beyond step `after`, then the
+    chief (left waiting on its peer). Returns the step of the newest checkpoint."""
+    import signal
+
+    import tensorflow as tf
+
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    procs = []
+    try:
+        for index in (0, 1):
+            env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                   "TMPDIR": str(temp)}
+            procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            latest = tf.train.latest_checkpoint(str(run_dir))
+            if latest and int(latest.rsplit("-", 1)[1]) > after:
+                break
+            assert procs[0].poll() is None, "the chief ended before a new checkpoint"
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGKILL)
+        procs[1].wait()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    return int(tf.train.latest_checkpoint(str(run_dir)).rsplit("-", 1)[1])
 
 
 def _worker_args(make_image_folder, tmp_path):
@@ -245,9 +471,8 @@ def run_workers(args, cluster, temp, epochs=None):
 
 @pytest.mark.parametrize("flags, flag, words", [
     ({"strategy": "horovod"}, "strategy", "must be one of default, mirrored, multi_worker"),
-    ({"strategy": "mirrored", "jit_compile": True}, "jit_compile", "XLA is not supported with --strategy mirrored"),
-    ({"strategy": "multi_worker", "mixed_precision": True}, "mixed_precision", "not supported with --strategy"),
-    ({"strategy": "mirrored", "nan_policy": "skip_batch"}, "nan_policy", "skip_batch is not supported"),
+    ({"strategy": "mirrored", "jit_compile": True}, "jit_compile", "XLA cannot compile the step of --strategy"),
+    ({"strategy": "multi_worker", "jit_compile": True}, "jit_compile", "tfvariable_on_a_different_device"),
 ])
 def test_unsupported_flags_name_the_flag(tmp_path, flags, flag, words):
     from run_factory import tiny_config
@@ -273,6 +498,17 @@ def test_multi_worker_needs_a_valid_tf_config(monkeypatch):
         distribute.create_strategy("multi_worker")
 
 
+def test_d_steps_batches_are_interleaved_so_each_replica_holds_its_rows_of_every_one():
+    import numpy as np
+    import tensorflow as tf
+
+    x = tf.constant(np.arange(12).reshape(12, 1))  # 3 D updates of a global batch of 4, for 2 replicas
+    got = distribute._replica_major(x, 3, 2).numpy().ravel().tolist()
+    # replica 0: rows 0-1 of each D update's batch (0-1, 4-5, 8-9); replica 1: rows 2-3 of each
+    assert got == [0, 1, 4, 5, 8, 9, 2, 3, 6, 7, 10, 11]
+    assert distribute._replica_major(tf.zeros((12, 0)), 3, 2).shape == (12, 0)  # unconditional labels
+
+
 def test_default_strategy_changes_nothing():
     step = object()
     assert distribute.create_strategy("default") is None
@@ -285,3 +521,8 @@ if __name__ == "__main__":
     if sys.argv[1] == "mirrored":
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         print(json.dumps(run_mirrored_checks(sys.argv[2])))
+    elif sys.argv[1] == "options":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from dcgan_tf.model import mixed_precision_policy
+
+        print(json.dumps(run_option_checks(sys.argv[2])))

@@ -209,3 +209,17 @@ def test_cli_preset_fills_unset_flags_and_keeps_explicit_ones(tiny_image_folder,
     proc = run_main("--generate_test_images", "3", *common, cwd=tmp_path)  # the same preset finds the run
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list((tmp_path / "samples" / "tiny_16x16_tuned").glob("test_*.png"))) == 4  # 3 images + test_grid.png
+
+
+def test_jit_compile_auto_is_on_with_a_gpu_under_the_default_strategy_only(tmp_path):
+    from run_factory import tiny_config
+
+    from dcgan_tf.train import resolve_jit_compile
+
+    auto = tiny_config(tmp_path)
+    assert auto.jit_compile is None
+    assert resolve_jit_compile(auto, gpus=0).jit_compile is False
+    assert resolve_jit_compile(auto, gpus=1).jit_compile is True
+    assert resolve_jit_compile(tiny_config(tmp_path, strategy="mirrored"), gpus=2).jit_compile is False
+    assert resolve_jit_compile(tiny_config(tmp_path, jit_compile=True), gpus=0).jit_compile is True
+    assert resolve_jit_compile(tiny_config(tmp_path, jit_compile=False), gpus=1).jit_compile is False
