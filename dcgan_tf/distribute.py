@@ -36,7 +36,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from dcgan_tf.checkpoint import create_manager as run_manager
+from dcgan_tf.checkpoint import create_manager
 from dcgan_tf.errors import DcganError, FlagError
 
 _STRATEGIES: dict[str, tf.distribute.Strategy] = {}
@@ -316,11 +316,11 @@ class _DiscardingManager:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def create_manager(strategy: tf.distribute.Strategy | None, checkpoint: tf.train.Checkpoint, directory: str,
+def create_worker_manager(strategy: tf.distribute.Strategy | None, checkpoint: tf.train.Checkpoint, directory: str,
                    max_to_keep: int):
     """The run's CheckpointManager on the chief; a discarding one on other workers."""
     if is_chief(strategy):
-        return run_manager(checkpoint, directory, max_to_keep)
+        return create_manager(checkpoint, directory, max_to_keep)
     return _DiscardingManager(checkpoint, max_to_keep)
 
 

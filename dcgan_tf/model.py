@@ -236,12 +236,12 @@ class InfoGanDiscriminator(keras.Model):
         return self.logit(concat_labels(h, y), training=training)
 
 
-def apply_generator(G, z, labels, training: bool = False):
+def apply_generator(G, z, labels, *, training: bool):
     """G(z) or G(z, y): the one place that knows whether a model is conditional (labels [B, 0] = no)."""
     return G(z, labels, training=training) if labels.shape[-1] else G(z, training=training)
 
 
-def apply_discriminator(D, images, labels, training: bool = False):
+def apply_discriminator(D, images, labels, *, training: bool):
     """D(images) or D(images, y), as apply_generator. Returns logits [B, 1]."""
     return D(images, labels, training=training) if labels.shape[-1] else D(images, training=training)
 

@@ -1,8 +1,10 @@
 """The training loop: one compiled train step, and an orchestrator that owns checkpoints, samples and logs.
 
 `train(cfg)` is the whole of `main.py --train`: it loads the data, writes FLAGS.json before step 0, resumes
-from the run's latest checkpoint, and runs epochs of `train_step`, which performs one D update and then
-`g_steps` G updates with the same z (carpedm20's double generator update), returning a dict of tensors.
+from the run's latest checkpoint, and runs epochs of `train_step`, which performs `--d_steps` D updates (one by
+default), each on its own real batch, and then `--g_steps` G updates with the last D update's z (carpedm20's
+double generator update by default), returning a dict of tensors. The D update, the G update and the
+skip-on-NaN machinery (`NanGuard`) are named helpers that `make_train_step` composes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import dataclasses
 import os
 import signal
 import time
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -61,7 +64,121 @@ def create_optimizers(cfg: TrainConfig, loss_scaling: bool = False):
     return g_opt, d_opt
 
 
-def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConfig,
+def scaled_loss(opt, loss):
+    """The loss a replica differentiates: its share of the global mean (apply_gradients sums the replicas'
+    gradients), scaled up under float16 (apply_gradients unscales). Call it inside the tape."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss / replicas
+    return opt.scale_loss(loss) if isinstance(opt, keras.optimizers.LossScaleOptimizer) else loss
+
+
+class NanGuard:
+    """Applies updates; under --nan_policy skip_batch (`active`) one whose loss or gradients are not finite is not
+    applied, the batch-norm statistics its forward pass moved are restored, and `skipped` counts it. Under a
+    strategy every replica takes the same decision (one all-reduced flag)."""
+
+    def __init__(self, G, D, skipped: tf.Variable, active: bool):
+        self.statistics = G.non_trainable_variables + D.non_trainable_variables  # BN moving means and variances
+        self.skipped, self.active = skipped, active
+
+    def snapshot(self) -> list:
+        """Values of the BN statistics before a forward pass, to undo it if the update is skipped."""
+        return [tf.identity(v) for v in self.statistics] if self.active else []
+
+    def apply(self, opt, tape, objective, loss, model, before: list) -> None:
+        """Differentiates `objective` for `model`'s weights and applies the update (see the class)."""
+        variables = model.trainable_variables
+        grads = tape.gradient(objective, variables)
+        loss_scaled = isinstance(opt, keras.optimizers.LossScaleOptimizer)
+        if loss_scaled:  # it checks each replica's own gradients: make an overflow on one an overflow on all
+            grads = distribute.agree_on_overflow(grads)
+        if not self.active:
+            opt.apply_gradients(zip(grads, variables))
+            return
+        ok = tf.math.is_finite(loss)
+        if not loss_scaled:  # that one skips bad gradients itself
+            ok = ok & tf.math.is_finite(tf.linalg.global_norm(grads))
+        ok = distribute.all_replicas_true(ok)  # one replica's NaN skips the update on every replica
+        distribute.apply_or_restore(ok, lambda g: opt.apply_gradients(zip(g, variables)), grads, self.statistics,
+                                    before, self.skipped)
+
+
+class DUpdate(NamedTuple):
+    """What one D (critic) update leaves for the G updates and the step's metrics."""
+
+    z: tf.Tensor  # [B, z_dim], reused by the G updates (carpedm20)
+    d_loss: tf.Tensor
+    d_loss_real: tf.Tensor
+    d_loss_fake: tf.Tensor
+    gradient_penalty: tf.Tensor  # 0 unless --loss wgan-gp
+    real_logits: tf.Tensor
+    fake_logits: tf.Tensor
+
+
+def make_d_update(G, D, d_opt, rng: tf.random.Generator, cfg: TrainConfig, guard: NanGuard):
+    """(real_images [B, H, W, C], labels [B, Y], B) -> DUpdate: one D update on one real batch and a fresh z,
+    with instance noise, one-sided label smoothing and the WGAN-GP penalty as configured."""
+    def d_update(real_images, labels, batch: int) -> DUpdate:
+        z = sample_z(rng, batch, cfg.z_dim, cfg.z_dist)
+        if cfg.instance_noise > 0:  # Gaussian instance noise, stddev ~ U(0, S) per batch
+            stddev = rng.uniform([], 0.0, cfg.instance_noise)
+            real_images = real_images + stddev * rng.normal(tf.shape(real_images))
+        real_targets = None
+        if cfg.label_smoothing > 0:  # one-sided: real targets ~ U(L, 1)
+            real_targets = rng.uniform([batch, 1], cfg.label_smoothing, 1.0)
+        before = guard.snapshot()
+        gp = tf.constant(0.0)
+        with tf.GradientTape() as tape:
+            fake_images = apply_generator(G, z, labels, training=True)
+            real_logits = apply_discriminator(D, real_images, labels, training=True)
+            fake_logits = apply_discriminator(D, fake_images, labels, training=True)
+            d_loss, d_loss_real, d_loss_fake = discriminator_loss(real_logits, fake_logits, real_targets, cfg.loss)
+            if cfg.loss == "wgan-gp":  # the penalty on D's input gradient at x_hat, differentiated again
+                x_hat = interpolate(real_images, fake_images, rng.uniform([batch], 0.0, 1.0))
+                with tf.GradientTape() as inner:
+                    inner.watch(x_hat)
+                    hat_logits = apply_discriminator(D, x_hat, labels, training=True)
+                gp = gradient_penalty(inner.gradient(hat_logits, x_hat))
+                d_loss = d_loss + cfg.gp_weight * gp
+            d_objective = scaled_loss(d_opt, d_loss)
+        guard.apply(d_opt, tape, d_objective, d_loss, D, before)
+        return DUpdate(z, d_loss, d_loss_real, d_loss_fake, gp, real_logits, fake_logits)
+
+    return d_update
+
+
+def make_g_update(G, D, g_opt, cfg: TrainConfig, guard: NanGuard):
+    """(z [B, z_dim], labels [B, Y]) -> g_loss: one G update against D."""
+    def g_update(z, labels) -> tf.Tensor:
+        before = guard.snapshot()
+        with tf.GradientTape() as tape:
+            fake_images = apply_generator(G, z, labels, training=True)
+            g_loss = generator_loss(apply_discriminator(D, fake_images, labels, training=True), cfg.loss)
+            g_objective = scaled_loss(g_opt, g_loss)
+        guard.apply(g_opt, tape, g_objective, g_loss, G, before)
+        return g_loss
+
+    return g_update
+
+
+def step_metrics(d: DUpdate, g_loss, G, D, cfg: TrainConfig, guard: NanGuard) -> dict[str, tf.Tensor]:
+    """The train step's dict: losses, mean D outputs, histograms, `finite`, `nan_skipped` (see make_train_step)."""
+    d_real = discriminator_probability(d.real_logits, cfg.loss)
+    d_fake = discriminator_probability(d.fake_logits, cfg.loss)
+    finite = tf.math.is_finite(d.d_loss) & tf.math.is_finite(g_loss)
+    if not guard.active:  # a blown-up weight must stop the run even when this step's losses look fine
+        weights = G.trainable_variables + D.trainable_variables
+        finite = finite & tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in weights])
+    metrics = {"d_loss": d.d_loss, "d_loss_real": d.d_loss_real, "d_loss_fake": d.d_loss_fake, "g_loss": g_loss,
+               "d_real": tf.reduce_mean(d_real), "d_fake": tf.reduce_mean(d_fake), "z": d.z, "d": d_real,
+               "d_": d_fake, "finite": finite, "nan_skipped": guard.skipped.read_value()}
+    if cfg.loss == "wgan-gp":
+        metrics["gradient_penalty"] = d.gradient_penalty
+    return metrics
+
+
+def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConfig, *,
                     nan_skipped: tf.Variable | None = None, ema: GeneratorEma | None = None):
     """Returns a tf.function (real_images [S,H,W,C], labels [S,Y]) -> dict of scalar (and histogram) tensors.
 
@@ -73,71 +190,9 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
     """
     if nan_skipped is None:
         nan_skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="nan_skipped")
-    skip = cfg.nan_policy == "skip_batch"
-
-    def scaled(opt, loss):
-        """The loss to differentiate: scaled up under float16 (apply_gradients unscales). Call inside the tape."""
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if replicas > 1:  # a replica's share of the global mean: apply_gradients sums the replicas' gradients
-            loss = loss / replicas
-        return opt.scale_loss(loss) if isinstance(opt, keras.optimizers.LossScaleOptimizer) else loss
-
-    statistics = G.non_trainable_variables + D.non_trainable_variables  # BN moving means and variances
-
-    def snapshot():
-        """Values of the BN statistics before a forward pass, to undo it if the update is skipped."""
-        return [tf.identity(v) for v in statistics] if skip else []
-
-    def apply(opt, objective, loss, model, tape, before):
-        variables = model.trainable_variables
-        grads = tape.gradient(objective, variables)
-        loss_scaled = isinstance(opt, keras.optimizers.LossScaleOptimizer)
-        if loss_scaled:  # it checks each replica's own gradients: make an overflow on one an overflow on all
-            grads = distribute.agree_on_overflow(grads)
-        if not skip:
-            opt.apply_gradients(zip(grads, variables))
-            return
-        ok = tf.math.is_finite(loss)
-        if not loss_scaled:  # that one skips bad gradients itself
-            ok = ok & tf.math.is_finite(tf.linalg.global_norm(grads))
-        ok = distribute.all_replicas_true(ok)  # one replica's NaN skips the update on every replica
-
-        def update(grads):
-            opt.apply_gradients(zip(grads, variables))
-
-        distribute.apply_or_restore(ok, update, grads, statistics, before, nan_skipped)
-
-    wgan = cfg.loss == "wgan-gp"
-
-    def d_update(real_images, labels, batch: int):
-        """One D (critic) update on one real batch.
-
-        Returns (z, d_loss, d_loss_real, d_loss_fake, gradient_penalty, real_logits, fake_logits).
-        """
-        z = sample_z(rng, batch, cfg.z_dim, cfg.z_dist)
-        if cfg.instance_noise > 0:  # Gaussian instance noise, stddev ~ U(0, S) per batch
-            stddev = rng.uniform([], 0.0, cfg.instance_noise)
-            real_images = real_images + stddev * rng.normal(tf.shape(real_images))
-        real_targets = None
-        if cfg.label_smoothing > 0:  # one-sided: real targets ~ U(L, 1)
-            real_targets = rng.uniform([batch, 1], cfg.label_smoothing, 1.0)
-        before = snapshot()
-        gp = tf.constant(0.0)
-        with tf.GradientTape() as tape:
-            fake_images = apply_generator(G, z, labels, True)
-            real_logits = apply_discriminator(D, real_images, labels, True)
-            fake_logits = apply_discriminator(D, fake_images, labels, True)
-            d_loss, d_loss_real, d_loss_fake = discriminator_loss(real_logits, fake_logits, real_targets, cfg.loss)
-            if wgan:  # the penalty on D's input gradient at x_hat, differentiated again for D's update
-                x_hat = interpolate(real_images, fake_images, rng.uniform([batch], 0.0, 1.0))
-                with tf.GradientTape() as inner:
-                    inner.watch(x_hat)
-                    hat_logits = apply_discriminator(D, x_hat, labels, True)
-                gp = gradient_penalty(inner.gradient(hat_logits, x_hat))
-                d_loss = d_loss + cfg.gp_weight * gp
-            d_objective = scaled(d_opt, d_loss)
-        apply(d_opt, d_objective, d_loss, D, tape, before)
-        return z, d_loss, d_loss_real, d_loss_fake, gp, real_logits, fake_logits
+    guard = NanGuard(G, D, nan_skipped, active=cfg.nan_policy == "skip_batch")
+    d_update = make_d_update(G, D, d_opt, rng, cfg, guard)
+    g_update = make_g_update(G, D, g_opt, cfg, guard)
 
     @tf.function(jit_compile=cfg.jit_compile)
     def train_step(real_images, labels):
@@ -145,30 +200,13 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
         batch = real_images.shape[0] // cfg.d_steps  # --batch_size, or a replica's share of it
         for k in range(cfg.d_steps):  # each critic step sees its own real images and a fresh z
             chunk = slice(k * batch, (k + 1) * batch)
-            z, d_loss, d_loss_real, d_loss_fake, gp, real_logits, fake_logits = d_update(
-                real_images[chunk], labels[chunk], batch)
+            d = d_update(real_images[chunk], labels[chunk], batch)
         labels = labels[chunk]
         for _ in range(cfg.g_steps):  # with the last D update's z, as carpedm20
-            before = snapshot()
-            with tf.GradientTape() as tape:
-                g_logits = apply_discriminator(D, apply_generator(G, z, labels, True), labels, True)
-                g_loss = generator_loss(g_logits, cfg.loss)
-                g_objective = scaled(g_opt, g_loss)
-            apply(g_opt, g_objective, g_loss, G, tape, before)
+            g_loss = g_update(d.z, labels)
         if ema is not None:
             ema.update()
-        d = discriminator_probability(real_logits, cfg.loss)
-        d_ = discriminator_probability(fake_logits, cfg.loss)
-        finite = tf.math.is_finite(d_loss) & tf.math.is_finite(g_loss)
-        if not skip:  # a blown-up weight must stop the run even when this step's losses look fine
-            weights = G.trainable_variables + D.trainable_variables
-            finite = finite & tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in weights])
-        metrics = {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake, "g_loss": g_loss,
-                   "d_real": tf.reduce_mean(d), "d_fake": tf.reduce_mean(d_), "z": z, "d": d, "d_": d_,
-                   "finite": finite, "nan_skipped": nan_skipped.read_value()}
-        if wgan:
-            metrics["gradient_penalty"] = gp
-        return metrics
+        return step_metrics(d, g_loss, G, D, cfg, guard)
 
     return train_step
 
@@ -213,10 +251,10 @@ def write_run_flags(cfg: TrainConfig, paths: RunPaths, data_facts: dict) -> None
                          "--checkpoint_dir and --sample_dir or fix permissions") from None
 
 
-def save_sample_grid(G, state: TrainState, paths: RunPaths, step: int, writer) -> str:
+def save_training_grid(G, state: TrainState, paths: RunPaths, step: int, writer) -> str:
     """Writes samples/<run>/train_{step:08d}.png from the fixed z (one column per class) and image `G`."""
     labels = state.sample_labels
-    images = apply_generator(G, state.sample_z, labels, False).numpy()
+    images = apply_generator(G, state.sample_z, labels, training=False).numpy()
     cols = labels.shape[-1] or None
     try:
         path = save_image_grid(images, os.path.join(paths.sample_dir, f"train_{step:08d}.png"), cols=cols)
@@ -301,7 +339,7 @@ class _StopRequest:
 
 
 @dataclasses.dataclass
-class Training:
+class TrainingSetup:
     """Everything a run trains and saves, restored from its latest checkpoint when there is one."""
 
     G: keras.Model
@@ -319,7 +357,7 @@ class Training:
 
 
 def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths,
-                    strategy: tf.distribute.Strategy | None = None) -> Training:
+                    strategy: tf.distribute.Strategy | None = None) -> TrainingSetup:
     """Networks, optimisers, TrainState and the EMA generator, restored from the run's latest checkpoint.
 
     With a `strategy` the networks and optimisers are mirrored (created in its scope) and TrainState is not:
@@ -339,7 +377,7 @@ def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths,
     # in the scope is broadcast from the chief, a collective that a worker without a checkpoint never joins).
     if restore_latest(ckpt, paths.checkpoint_dir):
         logging.info("resuming %s at epoch %d, step %d", paths.run_dir, int(state.epoch), int(state.step))
-    return Training(G, D, g_opt, d_opt, state, ckpt, ema)
+    return TrainingSetup(G, D, g_opt, d_opt, state, ckpt, ema)
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -361,7 +399,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     training = create_training(cfg, data.c_dim, data.y_dim, paths, strategy)
     G, D, g_opt, d_opt, state = training.G, training.D, training.g_opt, training.d_opt, training.state
     sample_G = training.output_generator
-    manager = distribute.create_manager(strategy, training.checkpoint, paths.checkpoint_dir, cfg.max_to_keep)
+    manager = distribute.create_worker_manager(strategy, training.checkpoint, paths.checkpoint_dir, cfg.max_to_keep)
     distribute.check_same_start(strategy, int(state.step.numpy()))
     step, start_epoch = int(state.step.numpy()), int(state.epoch.numpy())
     done_in_epoch = int(state.epoch_step.numpy())  # > steps_per_epoch after a larger --batch_size: epoch done
@@ -405,7 +443,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                         rate = (in_epoch - first) * cfg.images_per_step / max(time.perf_counter() - epoch_t0, 1e-9)
                         bar.update(in_epoch, {"img/s": rate, **scalars})
                     if chief and step % cfg.sample_freq == 0:
-                        save_sample_grid(sample_G, state, paths, step, writer)
+                        save_training_grid(sample_G, state, paths, step, writer)
                     if evaluate is not None and step % cfg.eval_freq == 0:
                         last_eval = evaluate(sample_G, step, writer)
                     if step % cfg.ckpt_freq == 0 and in_epoch < data.steps_per_epoch:
@@ -428,7 +466,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             if step != saved_step:
                 checkpoint_now(epoch, in_epoch)
     if chief and step and not interrupted:
-        save_sample_grid(sample_G, state, paths, step, writer)
+        save_training_grid(sample_G, state, paths, step, writer)
     writer.flush()
     elapsed = time.perf_counter() - t_start
     return TrainResult(step=step, epoch=int(state.epoch.numpy()), metrics={**scalars, **last_eval},

@@ -48,3 +48,10 @@ def test_no_import_cycle():
     for mod in graph:
         visit(mod, [])
     assert graph["generate"] >= {"sampling", "visualize"} and "generate" not in graph["visualize"]
+
+
+def test_functions_are_short():
+    long = [(mod, node.name, node.end_lineno - node.lineno + 1) for mod, tree in parsed_modules().items()
+            for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > LONGEST and (mod, node.name) not in ALLOWED_LONG]
+    assert not long, long
