@@ -34,7 +34,7 @@ from dcgan_tf.blend import PoissonBlender, paste
 from dcgan_tf.class_prior import load_classify, weighted_known_pixels_prior
 from dcgan_tf.completion import LOSS_NAMES, Completer, psnr, ssim
 from dcgan_tf.config import CompleteConfig
-from dcgan_tf.decode import load_image
+from dcgan_tf.decode import displayed_size, load_image
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.images import as_written, make_grid, save_gif, save_image
 from dcgan_tf.masks import (
@@ -125,14 +125,11 @@ def _image_loader(run):
 
 
 def _image_size(path: str) -> tuple[int, int] | None:
-    """(width, height) as displayed (EXIF rotation applied), from the header only; None if unreadable."""
+    """decode.displayed_size, or None when unreadable (load_image then reports the file, naming it)."""
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-            rotated = img.getexif().get(0x0112) in (5, 6, 7, 8)  # Orientation: a quarter turn
-    except Exception:  # load_image reports unreadable files, naming them
+        return displayed_size(path)
+    except Exception:
         return None
-    return (height, width) if rotated else (width, height)
 
 
 def find_mask_file(mask_dir: str, item: Item) -> str:

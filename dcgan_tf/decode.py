@@ -182,15 +182,21 @@ def _header_mode(path: str) -> str | None:
         return None
 
 
+def displayed_size(path: str) -> tuple[int, int]:
+    """(width, height) as the image is shown (EXIF rotation applied), from the header alone; raises if unreadable."""
+    with Image.open(path) as img:
+        width, height = img.size
+        if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation swaps width and height
+            width, height = height, width
+    return width, height
+
+
 def header_problem(path: str, *, crop: tuple[int, int] | None) -> str:
     """Why a file cannot be used, judged from its header alone ("" if it looks usable)."""
     try:
         if os.path.getsize(path) == 0:
             return "empty file (0 bytes)"
-        with Image.open(path) as img:
-            width, height = img.size
-            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation swaps width and height
-                width, height = height, width
+        width, height = displayed_size(path)
     except Exception as e:
         return skip_reason(e)
     if crop is not None and (height < crop[0] or width < crop[1]):
