@@ -7,6 +7,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from idx_files import write_idx
 from PIL import Image
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -47,3 +48,16 @@ def shared_data() -> pathlib.Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA.resolve()} is absent (see shared/data/README.md)")
     return SHARED_DATA.resolve()
+
+
+@pytest.fixture
+def idx_folder(tmp_path):
+    """tmp_path/data/mnist with idx .gz files: 6 train and 4 test images whose pixels are 20 * label."""
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    train_labels, test_labels = np.array([0, 1, 2, 3, 4, 5]), np.array([9, 8, 7, 6])
+    for prefix, labels in (("train", train_labels), ("t10k", test_labels)):
+        images = np.broadcast_to(20 * labels[:, None, None], (len(labels), 28, 28))
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return folder

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import logging
 import math
-import shutil
 import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import REPO_DATA
-from idx_files import write_idx
 from PIL import Image
 
 from dcgan_tf import data, datasets, decode
@@ -38,19 +34,6 @@ def save(img: Image.Image, path, **kw):
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, **kw)
     return str(path)
-
-
-@pytest.fixture
-def idx_folder(tmp_path):
-    """tmp_path/data/mnist with idx .gz files: 6 train and 4 test images whose pixels are 20 * label."""
-    folder = tmp_path / "data" / "mnist"
-    folder.mkdir(parents=True)
-    train_labels, test_labels = np.array([0, 1, 2, 3, 4, 5]), np.array([9, 8, 7, 6])
-    for prefix, labels in (("train", train_labels), ("t10k", test_labels)):
-        images = np.broadcast_to(20 * labels[:, None, None], (len(labels), 28, 28))
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return folder
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -351,28 +334,6 @@ def test_idx_resized_and_unconditional(idx_folder):
     assert info.dataset.element_spec[1].shape.as_list() == [5, 0]
 
 
-def test_idx_folder_with_dash_and_raw_files(tmp_path):
-    folder = tmp_path / "fashion-mnist"
-    folder.mkdir()
-    for prefix, n in (("train", 3), ("t10k", 2)):
-        for kind, shape in (("images-idx3", (n, 28, 28)), ("labels-idx1", (n,))):
-            write_idx(folder / f"{prefix}-{kind}-ubyte", np.ones(shape, np.uint8))  # raw, not gzipped
-    assert datasets.find_idx_folder("fashion_mnist", str(tmp_path)) == str(folder)
-    assert datasets.load_idx("fashion_mnist", str(tmp_path))[0].shape == (5, 28, 28, 1)
-
-
-def test_malformed_idx_files_name_the_file(idx_folder):
-    path = idx_folder / "train-labels-idx1-ubyte.gz"
-    with gzip.open(path, "wb") as f:
-        f.write(b"\x00\x00\x08\x03" + bytes(20))  # image magic in a label file
-    with pytest.raises(DcganError, match="train-labels-idx1-ubyte.gz: not an idx file"):
-        datasets.load_idx("mnist", str(idx_folder.parent))
-    write_idx(path, np.arange(6))
-    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-2]))  # two labels short
-    with pytest.raises(DcganError, match="train-labels-idx1-ubyte.gz: truncated"):
-        datasets.load_idx("mnist", str(idx_folder.parent))
-
-
 def test_a_missing_folder_says_how_to_make_one(tmp_path):
     """carpedm20's `--dataset faces --train` with no data/faces: one line naming the folder and prepare."""
     cfg = TrainConfig(dataset="faces", data_dir=str(tmp_path / "data"), output_height=8)
@@ -409,33 +370,8 @@ def test_tfds_dataset_is_used_when_no_folder_exists(tmp_path, monkeypatch):
     assert sorted(y.argmax(axis=1)) == sorted(examples["label"][:16])
 
 
-def test_idx_files_lying_loose_in_data_dir_are_never_taken(idx_folder, tmp_path):
-    """MNIST and Fashion-MNIST share file names: loose files in --data_dir could be either, so neither takes them."""
-    data_dir = tmp_path / "loose"
-    shutil.copytree(idx_folder, data_dir)  # MNIST-named decoys directly in --data_dir
-    assert datasets.find_idx_folder("fashion_mnist", str(data_dir)) is None
-    assert datasets.find_idx_folder("mnist", str(data_dir)) is None
-    # and a sibling mnist/ folder is never read as fashion_mnist
-    assert datasets.find_idx_folder("fashion_mnist", str(idx_folder.parent)) is None
-    assert datasets.find_idx_folder("mnist", str(idx_folder.parent)) == str(idx_folder)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Real data: the repo's Fashion-MNIST (always there), ../shared/data (skipped when absent)
-
-
-def test_repo_fashion_mnist_is_the_default_data_dir():
-    cfg = TrainConfig(dataset="fashion_mnist", output_height=28)
-    assert cfg.data_dir == "./data"
-    found = datasets.find_idx_folder("fashion_mnist", str(REPO_DATA))
-    assert found == str(REPO_DATA / "fashion-mnist")
-    assert (REPO_DATA / "fashion-mnist" / "LICENSE").read_text().startswith("The MIT License")
-
-
-def test_repo_fashion_mnist_matches_the_shared_copy(shared_data):
-    for path in sorted((shared_data / "fashion-mnist").glob("*.gz")):
-        ours = REPO_DATA / "fashion-mnist" / path.name
-        assert hashlib.sha256(ours.read_bytes()).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest(), path
 
 
 def test_real_fashion_mnist():

@@ -12,7 +12,7 @@ from run_factory import make_run
 from dcgan_tf.errors import FlagError
 from dcgan_tf.generate import numbered_name, save_test_images, use_trained_model
 from dcgan_tf.runs import load_run
-from dcgan_tf.sampling import Sampler, check_label, save_random_grid
+from dcgan_tf.sampling import Sampler, save_random_grid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 16
@@ -103,15 +103,6 @@ def test_conditional_label_fixes_the_class(conditional_run, tmp_path):
     with Image.open(three[0]) as im:
         np.testing.assert_array_equal(np.asarray(im), np.rint((expected[0, ..., 0] + 1) * 127.5).astype(np.uint8))
     assert _bytes(three[0]) != _bytes(four[0])
-
-
-def test_label_is_checked_against_the_model():
-    check_label(None, 0)
-    check_label(9, 10)
-    for label, y_dim in ((0, 0), (10, 10), (-1, 10)):
-        with pytest.raises(FlagError) as e:
-            check_label(label, y_dim)
-        assert e.value.flag == "label"
 
 
 def test_default_mode_writes_one_grid_equal_to_the_generated_one(plain_run, tmp_path):
