@@ -6,15 +6,16 @@ numbers, each with its cost in full single-class optimisations (one given class 
   all-<term>:      all ten classes for the full run, the lowest final log <term> (contextual, total) wins (10x);
   pilot<t>:        the lowest log total after t iterations of every class; that class then runs in full
                    (10 t / n_iter + 1; a pilot is the first t iterations of the same optimisation);
-  pilot<t>+top<k>: full runs for the k best of the pilot, the lowest final score wins (10 t / n_iter + k);
-  ... +<prior> x<w>: w * log p(class) subtracted from the log loss, p from the tool's classifier on: the masked
-                   input (hole at 0), the filled input (class_prior.smooth_fill), each class's own completion
-                   at that iteration (G(z) pasted into the hole), or own + filled/2 (complete.py's default).
+  pilot<t>+top<k>: full runs for the k best of the pilot, the lowest final loss wins (10 t / n_iter + k);
+then, per prior, a table of pilot<t> + w x prior: w * log p(class) subtracted from the log pilot loss, p from
+each classifier of --classifiers (the tool's plain one and the --mask_augment one) on: the masked input (hole at
+0), the filled input (masks.smooth_fill), each class's own pilot completion (G(z) pasted into the hole), or own
++ filled/2 (complete.py's rule, KNOWN_PIXELS_WEIGHT 0.5).
 The rules are tuned here, on test images the completion benchmark (bench/completion.py, the first images of the
 test split) does not use: by default the last --images of the split.
 
 Usage, from the project root:
-    python bench/class_choice.py --run checkpoints/fm_heldout [--images 64] [--n_iter 400]
+    python bench/class_choice.py --run checkpoints/fm_heldout [--images 256] [--n_iter 200]
 """
 
 import argparse
@@ -43,9 +44,12 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a conditional run trained with --idx_split train")
     parser.add_argument("--data_dir", default=str(ROOT / "data"))  # the repo's Fashion-MNIST
-    parser.add_argument("--classifier", default=str(ROOT / "checkpoints" / "classifier_fashion_mnist"))
-    parser.add_argument("--images", type=int, default=64, help="the last N test images")
-    parser.add_argument("--n_iter", type=int, default=400)
+    parser.add_argument("--classifiers", default=",".join(
+        f"{name}={ROOT / 'checkpoints' / ('classifier_fashion_mnist' + suffix)}"
+        for name, suffix in (("plain", ""), ("masked", "_masked"))), help="name=folder,... of the classifiers "
+        "whose priors are compared (python -m dcgan_tf.classifier, with and without --mask_augment)")
+    parser.add_argument("--images", type=int, default=256, help="the last N test images")
+    parser.add_argument("--n_iter", type=int, default=200)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--out", default="", help="save the raw arrays to this .npz")
     return parser.parse_args()
@@ -66,40 +70,57 @@ def all_class_run(completer, images, masks, n_iter):
     return np.stack(out["total"], 1), np.stack(out["contextual"], 1), np.stack(out["snapshots"]), steps
 
 
-def self_scores(classifier, images, masks, generated):
+def self_scores(classify, images, masks, generated):
     """[N, C] log p(c | known pixels + G(z) of class c in the hole); generated [C, N, H, W, C]."""
-    return np.stack([log_softmax(predict_logits(classifier, images * masks + g * (1 - masks)))[:, c]
-                     for c, g in enumerate(generated)], 1)
+    return np.stack([log_softmax(classify(images * masks + g * (1 - masks)))[:, c] for c, g in enumerate(generated)],
+                    1)
 
 
-def named_priors(masked, filled, own):
-    """name -> (iteration -> [N, C] log-probabilities) for `rules`."""
-    return {"masked": lambda t: masked, "filled": lambda t: filled, "own": lambda t: own[t],
-            "own+filled/2 (default)": lambda t: own[t] + KNOWN_PIXELS_WEIGHT * filled}
+def named_priors(classifiers, images, masks, snaps, steps):
+    """name -> (iteration -> [N, C] log-probabilities) for `rules`, for each classifier (name -> classify): the
+    classifier on the masked input, on the filled input, on each class's completion at that iteration, and that
+    completion + the filled input / 2 for every pair of classifiers (complete.py's default is own+filled/2)."""
+    filled, own = {}, {}
+    priors = {}
+    for name, classify in classifiers.items():
+        masked = log_softmax(classify(images * masks))
+        filled[name] = known_pixels_log_prior(classify, images, masks)
+        own[name] = {int(t): self_scores(classify, images, masks, snaps[:, j]) for j, t in enumerate(steps)}
+        priors[f"masked[{name}]"] = lambda t, p=masked: p
+        priors[f"filled[{name}]"] = lambda t, p=filled[name]: p
+        priors[f"own[{name}]"] = lambda t, p=own[name]: p[t]
+    for a in classifiers:
+        for b in classifiers:
+            priors[f"own[{a}]+filled[{b}]/2"] = lambda t, a=a, b=b: own[a][t] + KNOWN_PIXELS_WEIGHT * filled[b]
+    return priors
 
 
-def rules(total, contextual, priors, n_iter, k_max=3):
-    """name -> (chosen classes [N], cost in full runs).
+def pilot_table(total, priors, labels, n_iter, pilot_fraction=0.1):
+    """Rows "| prior | accuracy at each weight |" of the rule pilot + w x prior (2x), lowest score wins."""
+    t = max(1, int(round(n_iter * pilot_fraction)))
+    rows = [f"| prior (pilot {t}, then the best class in full: 2x) | "
+            + " | ".join(f"w {w:g}" for w in PRIOR_WEIGHTS) + " | prior alone |",
+            "| --- " * (len(PRIOR_WEIGHTS) + 2) + "|"]
+    for kind, prior in priors.items():
+        accs = [np.mean(np.argmin(np.log(total[:, :, t]) - w * prior(t), 1) == labels) for w in PRIOR_WEIGHTS]
+        alone = np.mean(np.argmax(prior(t), 1) == labels)
+        rows.append(f"| {kind} | " + " | ".join(f"{a:.3f}" for a in accs) + f" | {alone:.3f} |")
+    return "\n".join(rows)
 
-    priors: name -> (iteration -> [N, C] log-probabilities), e.g. the classifier on the known pixels, or on the
-    completion each class has at that iteration.
-    """
+
+def rules(total, contextual, n_iter, k_max=3):
+    """name -> (chosen classes [N], cost in full runs), by the losses alone."""
     table = {}
-    final_it = total.shape[-1] - 1
-    for kind, w in [("", 0.0)] + [(kind, w) for kind in priors for w in PRIOR_WEIGHTS[1:]]:
-        tag = f" +{kind} x{w:g}" if w else ""
-        penalty = lambda t, w=w, kind=kind: 0.0 if not w else -w * priors[kind](t)
-        table[f"all-total{tag}"] = (np.argmin(np.log(total[:, :, -1]) + penalty(final_it), 1), 10.0)
-        table[f"all-contextual{tag}"] = (np.argmin(np.log(contextual[:, :, -1]) + penalty(final_it), 1), 10.0)
-        for frac in PILOT_FRACTIONS:
-            t = max(1, int(round(n_iter * frac)))
-            pilot = np.log(total[:, :, t]) + penalty(t)
-            table[f"pilot{t}{tag}"] = (np.argmin(pilot, 1), 10 * t / n_iter + 1)  # + the chosen class in full
-            order = np.argsort(pilot, 1)
-            for k in range(2, k_max + 1):
-                top = order[:, :k]
-                final = np.take_along_axis(np.log(total[:, :, -1]) + penalty(final_it), top, 1)
-                table[f"pilot{t}+top{k}{tag}"] = (top[np.arange(len(top)), np.argmin(final, 1)], 10 * t / n_iter + k)
+    table["all-total"] = (np.argmin(total[:, :, -1], 1), 10.0)
+    table["all-contextual"] = (np.argmin(contextual[:, :, -1], 1), 10.0)
+    for frac in PILOT_FRACTIONS:
+        t = max(1, int(round(n_iter * frac)))
+        table[f"pilot{t}"] = (np.argmin(total[:, :, t], 1), 10 * t / n_iter + 1)  # + the chosen class in full
+        order = np.argsort(total[:, :, t], 1)
+        for k in range(2, k_max + 1):
+            top = order[:, :k]
+            final = np.take_along_axis(total[:, :, -1], top, 1)
+            table[f"pilot{t}+top{k}"] = (top[np.arange(len(top)), np.argmin(final, 1)], 10 * t / n_iter + k)
     return table
 
 
@@ -109,7 +130,11 @@ def main():
     images, labels = load_idx("fashion_mnist", args.data_dir, "test")
     images = images[-args.images:].astype(np.float32) / 127.5 - 1.0
     labels = labels[-args.images:]
-    classifier = load_classifier(args.classifier)
+    classifiers = {}
+    for item in args.classifiers.split(","):
+        name, path = item.split("=")
+        model = load_classifier(path)
+        classifiers[name] = lambda x, m=model: predict_logits(m, x)
     completer = Completer(run.generator, run.discriminator, batch_size=args.batch_size, z_dim=run.config.z_dim,
                           y_dim=run.y_dim, z_dist=run.config.z_dist, loss=run.config.loss)
     saved = {}
@@ -119,21 +144,14 @@ def main():
         start = time.time()
         total, contextual, snaps, steps = all_class_run(completer, images, masks, args.n_iter)
         print(f"{mask_type}: all classes x {args.n_iter} iterations in {time.time() - start:.0f}s", flush=True)
-        prior = log_softmax(predict_logits(classifier, images * masks))
-        fill_prior = known_pixels_log_prior(lambda x: predict_logits(classifier, x), images, masks)
-        selfs = {int(t): self_scores(classifier, images, masks, snaps[:, j]) for j, t in enumerate(steps)}
-        priors = named_priors(prior, fill_prior, selfs)
+        priors = named_priors(classifiers, images, masks, snaps, steps)
         saved.update({f"{mask_type}_total": total, f"{mask_type}_contextual": contextual,
-                      f"{mask_type}_masked": prior, f"{mask_type}_filled": fill_prior, f"{mask_type}_masks": masks,
-                      f"{mask_type}_steps": steps,
-                      f"{mask_type}_self": np.stack([selfs[int(t)] for t in steps])})
-        print(f"| {mask_type} rule | class accuracy | cost (x one class) |\n| --- | --- | --- |")
-        table = {"classifier on the masked input": (np.argmax(prior, 1), 1.0),  # + that class in full
-                 "classifier on the filled input": (np.argmax(fill_prior, 1), 1.0),
-                 "classifier on each class's final completion": (np.argmax(selfs[args.n_iter], 1), 10.0)}
-        table.update(rules(total, contextual, priors, args.n_iter))
-        for name, (chosen, cost) in table.items():
+                      f"{mask_type}_masks": masks, f"{mask_type}_steps": steps})
+        print(f"| {mask_type}: rule by the losses alone | class accuracy | cost (x one class) |\n| --- | --- | --- |")
+        for name, (chosen, cost) in rules(total, contextual, args.n_iter).items():
             print(f"| {name} | {np.mean(chosen == labels):.3f} | {cost:.1f} |")
+        for frac in PILOT_FRACTIONS:
+            print(pilot_table(total, priors, labels, args.n_iter, frac))
         for k in (1, 2, 3):
             recall = [np.mean((np.argsort(total[:, :, t], 1)[:, :k] == labels[:, None]).any(1)) for t in steps]
             print(f"true class among the {k} lowest totals at {steps.tolist()}: {np.round(recall, 3).tolist()}")

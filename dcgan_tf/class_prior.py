@@ -15,38 +15,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import tensorflow as tf
+
+from dcgan_tf.masks import smooth_fill
 
 KNOWN_PIXELS_WEIGHT = 0.5  # the known-pixels prior's share, relative to each class's completion being classified
-FILL_SIGMAS = (1.0, 2.0, 4.0, 8.0)  # Gaussian widths tried in turn until a known pixel is in reach
-
-
-def smooth_fill(images, masks, sigmas=FILL_SIGMAS) -> np.ndarray:
-    """Known pixels kept; each missing pixel gets the Gaussian-weighted mean of the known pixels around it
-    (normalised convolution) at the smallest sigma whose window reaches one; a pixel no window reaches is 0.
-
-    Args:
-      images: [N, H, W, C] in [-1, 1].
-      masks: [N, H, W, 1], 1 = known.
-
-    Returns:
-      float32 [N, H, W, C].
-    """
-    images, masks = np.asarray(images, np.float32), np.asarray(masks, np.float32)
-    known = np.broadcast_to(masks > 0.5, images.shape)
-    out, todo = np.where(known, images, 0.0), ~known
-    for sigma in sigmas:
-        r = int(3 * sigma)
-        g = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma ** 2))
-        kernel = tf.constant(np.outer(g, g)[:, :, None, None], tf.float32)  # [k, k, 1, 1]
-        blur = lambda x, k=kernel: tf.nn.conv2d(x, k, 1, "SAME")  # per channel: [N, H, W, 1] each
-        channels = [blur(images[..., c:c + 1] * masks) for c in range(images.shape[-1])]
-        weight = blur(masks).numpy()  # [N, H, W, 1]
-        mean = np.concatenate([c.numpy() for c in channels], -1) / np.maximum(weight, 1e-3)
-        reached = todo & (weight > 1e-3)
-        out = np.where(reached, mean, out)
-        todo = todo & ~reached
-    return out.astype(np.float32)
 
 
 def log_softmax(logits) -> np.ndarray:

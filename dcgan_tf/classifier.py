@@ -35,11 +35,13 @@ from dcgan_tf.atomic import atomic_path, write_json_atomic
 from dcgan_tf.config import LABELLED_DATASETS
 from dcgan_tf.datasets import load_idx
 from dcgan_tf.errors import DcganError, FlagError
+from dcgan_tf.masks import smooth_fill, training_mask
 from dcgan_tf.progress import track
 
 NUM_CLASSES = 10
 WEIGHTS_FILE = "classifier.weights.h5"
 CONFIG_FILE = "classifier.json"
+MASKED_SUFFIX = "_masked"  # the default folder of a classifier trained with --mask_augment
 
 # --------------------------------------------------------------------------------------------------------------
 # Model
@@ -149,10 +151,23 @@ def _check_labelled(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
     return images, labels
 
 
+def mask_some(images: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """images [n, H, W, C] with about `fraction` of them masked by masks.training_mask and their holes filled by
+    masks.smooth_fill: what the class prior shows the classifier (dcgan_tf.class_prior)."""
+    chosen = np.flatnonzero(rng.random(len(images)) < fraction)
+    if not len(chosen):
+        return images
+    h, w = images.shape[1:3]
+    masks = np.stack([training_mask(h, w, rng) for _ in chosen])
+    out = images.copy()
+    out[chosen] = smooth_fill(images[chosen], masks)
+    return out
+
+
 def train_classifier(images: np.ndarray, labels: np.ndarray, *, epochs: int = 5, batch_size: int = 128,
                      seed: int = 0, learning_rate: float = 1e-3, model: Classifier | None = None,
                      on_epoch_end: Callable[[int, dict], None] | None = None, show_progress: bool = False,
-                     **model_kwargs) -> Classifier:
+                     mask_augment: float = 0.0, **model_kwargs) -> Classifier:
     """Trains a classifier with Adam on softmax cross-entropy.
 
     Args:
@@ -167,6 +182,8 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, *, epochs: int = 5,
       on_epoch_end: called as on_epoch_end(epoch, {"loss": ..., "accuracy": ..., "seconds": ...}) with the
         epoch's mean training metrics.
       show_progress: draw a progress bar over each epoch's images on stdout.
+      mask_augment: fraction of the training images shown with a random hole, smoothly filled (mask_some), so
+        that the classifier also recognises the known pixels of an image to complete (the class prior).
       **model_kwargs: Classifier constructor arguments (filters, feature_dim, dropout, num_classes).
 
     Returns:
@@ -188,7 +205,8 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, *, epochs: int = 5,
                            size=lambda i: min(batch_size, num_images - i))
         for i in starts:
             idx = order[i:i + batch_size]
-            metrics = train_step(images[idx], labels[idx])
+            batch = mask_some(images[idx], mask_augment, rng) if mask_augment else images[idx]
+            metrics = train_step(batch, labels[idx])
             for k in sums:
                 sums[k] += float(metrics[k]) * len(idx)
         if on_epoch_end is not None:
@@ -292,9 +310,15 @@ def load_classifier(path: str) -> Classifier:
 # CLI
 
 
+def masked_test_accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
+    """Accuracy on the images with every one masked by masks.training_mask and filled (mask_some, seeded)."""
+    return classifier_scores(model, mask_some(images, 1.0, np.random.default_rng(seed)), labels)["accuracy"]
+
+
 def train_and_save(dataset: str, data_dir: str, *, epochs: int, batch_size: int, seed: int, out: str,
-                   log: Callable[[str], None] = print) -> dict[str, float]:
-    """Trains on the train split, reports test accuracy, saves to out; returns the test scores."""
+                   mask_augment: float = 0.0, log: Callable[[str], None] = print) -> dict[str, float]:
+    """Trains on the train split, reports test accuracy (also on masked test images with mask_augment), saves
+    to out; returns the test scores."""
 
     train_images, train_labels = load_idx(dataset, data_dir, "train")
     test_images, test_labels = load_idx(dataset, data_dir, "test")
@@ -305,30 +329,44 @@ def train_and_save(dataset: str, data_dir: str, *, epochs: int, batch_size: int,
             f"{m['seconds']:.1f}s")
 
     model = train_classifier(train_images, train_labels, epochs=epochs, batch_size=batch_size, seed=seed,
-                             on_epoch_end=log_epoch, show_progress=True)
-    scores = classifier_scores(model, to_model_range(test_images), test_labels)
+                             on_epoch_end=log_epoch, show_progress=True, mask_augment=mask_augment)
+    test_images = to_model_range(test_images)
+    scores = classifier_scores(model, test_images, test_labels)
     log(f"test accuracy {scores['accuracy']:.4f}, test classifier score {scores['classifier_score']:.3f}")
-    save_classifier(model, out, {"dataset": dataset, "epochs": epochs, "batch_size": batch_size, "seed": seed,
-                                 "test_accuracy": scores["accuracy"]})
+    metadata = {"dataset": dataset, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+                "mask_augment": mask_augment, "test_accuracy": scores["accuracy"]}
+    if mask_augment:
+        scores["masked_accuracy"] = metadata["masked_test_accuracy"] = masked_test_accuracy(
+            model, test_images, test_labels)
+        log(f"test accuracy with a random hole, filled: {scores['masked_accuracy']:.4f}")
+    save_classifier(model, out, metadata)
     log(f"saved to {out}")
     return scores
 
 
-def _validate_flags(dataset: str, epochs: int, batch_size: int) -> None:
+def _validate_flags(dataset: str, epochs: int, batch_size: int, mask_augment: float) -> None:
     if dataset not in LABELLED_DATASETS:
         raise FlagError("dataset", f"must be one of {', '.join(LABELLED_DATASETS)}, got {dataset!r}")
     for flag, value in (("epochs", epochs), ("batch_size", batch_size)):
         if value < 1:
             raise FlagError(flag, f"must be >= 1, got {value}")
+    if not 0.0 <= mask_augment <= 1.0:
+        raise FlagError("mask_augment", f"is a fraction of the training images, in [0, 1], got {mask_augment}")
+
+
+def default_out(dataset: str, mask_augment: float) -> str:
+    """checkpoints/classifier_<dataset>, with the suffix _masked when trained with mask_augment."""
+    return os.path.join("checkpoints", f"classifier_{dataset}" + (MASKED_SUFFIX if mask_augment else ""))
 
 
 def main(argv):
     del argv  # unused
     f = flags.FLAGS
-    out = f.classifier_out or os.path.join("checkpoints", f"classifier_{f.dataset}")
+    out = f.classifier_out or default_out(f.dataset, f.mask_augment)
     try:
-        _validate_flags(f.dataset, f.epochs, f.batch_size)
-        train_and_save(f.dataset, f.data_dir, epochs=f.epochs, batch_size=f.batch_size, seed=f.seed, out=out)
+        _validate_flags(f.dataset, f.epochs, f.batch_size, f.mask_augment)
+        train_and_save(f.dataset, f.data_dir, epochs=f.epochs, batch_size=f.batch_size, seed=f.seed, out=out,
+                       mask_augment=f.mask_augment)
     except DcganError as e:
         sys.exit(f"error: {e}")
 
@@ -340,8 +378,10 @@ def _define_flags() -> None:
     flags.DEFINE_integer("epochs", 5, "Passes over the training set.")
     flags.DEFINE_integer("batch_size", 128, "Images per training step.")
     flags.DEFINE_integer("seed", 0, "Seeds weights, dropout and shuffling.")
-    flags.DEFINE_string("classifier_out", "", "Folder to save the classifier in "
-                                              "(default: checkpoints/classifier_<dataset>).")
+    flags.DEFINE_float("mask_augment", 0.0, "Fraction of training images shown with a random hole, smoothly "
+                       "filled: the classifier of complete.py's class prior (0.8 is a good value).")
+    flags.DEFINE_string("classifier_out", "", "Folder to save the classifier in (default: "
+                                              "checkpoints/classifier_<dataset>, plus _masked with --mask_augment).")
 
 
 if __name__ == "__main__":

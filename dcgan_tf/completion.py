@@ -27,6 +27,7 @@ from dcgan_tf.class_prior import log_softmax
 from dcgan_tf.config import APPROACHES, CLASS_SEARCHES, DEFAULT_PRIOR_WEIGHT
 from dcgan_tf.latent import sample_z, z_range
 from dcgan_tf.losses import generator_loss
+from dcgan_tf.masks import gaussian_blur
 from dcgan_tf.model import apply_discriminator, apply_generator
 
 LOSS_NAMES = ("contextual", "perceptual", "total")
@@ -509,19 +510,6 @@ def psnr(original, completed, region) -> float:
     return MAX_PSNR if mse <= 10 ** (-MAX_PSNR / 10) else float(10 * np.log10(1.0 / mse))
 
 
-def _gaussian_filter(x: np.ndarray, size: int, sigma: float) -> np.ndarray:
-    """Separable Gaussian filtering of [H, W, C] with zero padding ('same' size)."""
-    g = np.exp(-((np.arange(size) - (size - 1) / 2) ** 2) / (2 * sigma ** 2))
-    g /= g.sum()
-    r = size // 2
-    for axis in (0, 1):
-        n = x.shape[axis]
-        pad = [(r, r) if a == axis else (0, 0) for a in range(x.ndim)]
-        xp = np.pad(x, pad)
-        x = sum(g[k] * np.take(xp, np.arange(k, k + n), axis=axis) for k in range(size))
-    return x
-
-
 def ssim_map(original, completed, *, filter_size: int = 11, sigma: float = 1.5, k1: float = 0.01,
              k2: float = 0.03) -> np.ndarray:
     """Per-pixel, per-channel SSIM (Wang et al. 2004) of two [H, W, C] images in [-1, 1] (read as [0, 1]).
@@ -534,8 +522,9 @@ def ssim_map(original, completed, *, filter_size: int = 11, sigma: float = 1.5, 
     """
     a = (np.asarray(original, np.float64) + 1.0) / 2.0
     b = (np.asarray(completed, np.float64) + 1.0) / 2.0
-    norm = _gaussian_filter(np.ones_like(a), filter_size, sigma)
-    mean = lambda x: _gaussian_filter(x, filter_size, sigma) / norm
+    blur = lambda x: gaussian_blur(x, sigma, filter_size // 2)
+    norm = blur(np.ones_like(a))
+    mean = lambda x: blur(x) / norm
     mu_a, mu_b = mean(a), mean(b)
     var_a, var_b = mean(a * a) - mu_a ** 2, mean(b * b) - mu_b ** 2
     cov = mean(a * b) - mu_a * mu_b

@@ -17,6 +17,9 @@ from dcgan_tf.config import HALF_SIDES
 from dcgan_tf.errors import DcganError
 
 NO_HOLE_TYPES = ("full", "lowres")
+FILL_SIGMAS = (1.0, 2.0, 4.0, 8.0)  # smooth_fill: Gaussian widths tried in turn until a known pixel is in reach
+# training_mask: the hole types a classifier of masked images learns (the completion masks that have a hole)
+TRAINING_MASK_TYPES = ("center", "random", "half", "pattern", "grid")
 PATTERN_FRACTION = 0.25  # missing fraction of `pattern` masks (Yeh et al.'s random pattern, ~25%)
 GRID_STEP = 4  # `grid`: every 4th pixel in each direction is known
 
@@ -97,6 +100,58 @@ def make_mask(mask_type: str, height: int, width: int, *, rng: np.random.Generat
     if mask_type in NO_HOLE_TYPES:
         return np.ones((height, width, 1), np.float32)
     raise ValueError(f"make_mask cannot generate mask type {mask_type!r}")
+
+
+def training_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A mask of a type drawn uniformly from TRAINING_MASK_TYPES, with drawn parameters: a centre hole of margin
+    U(0.15, 0.35), a random mask missing U(0.3, 0.9) of the pixels, a random half, a pattern or the grid.
+
+    Teaches a classifier (`python -m dcgan_tf.classifier --mask_augment`) the inputs of the class prior.
+    """
+    mask_type = TRAINING_MASK_TYPES[int(rng.integers(len(TRAINING_MASK_TYPES)))]
+    return make_mask(mask_type, height, width, rng=rng, center_scale=float(rng.uniform(0.15, 0.35)),
+                     random_fraction=float(rng.uniform(0.3, 0.9)))
+
+
+def gaussian_blur(x: np.ndarray, sigma: float, radius: int, axes=(0, 1)) -> np.ndarray:
+    """Separable Gaussian filtering of x along `axes` with zero padding ('same' size): taps -radius..radius,
+    weights exp(-k^2 / 2 sigma^2) summing to 1."""
+    g = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma ** 2))
+    g /= g.sum()
+    for axis in axes:
+        n = x.shape[axis]
+        pad = [(radius, radius) if a == axis else (0, 0) for a in range(x.ndim)]
+        xp = np.pad(x, pad)
+        x = sum(g[k] * np.take(xp, np.arange(k, k + n), axis=axis) for k in range(2 * radius + 1))
+    return x
+
+
+def smooth_fill(images, masks, sigmas=FILL_SIGMAS) -> np.ndarray:
+    """Known pixels kept; each missing pixel gets the Gaussian-weighted mean of the known pixels around it
+    (normalised convolution) at the smallest sigma whose window reaches one; a pixel no window reaches is 0.
+
+    Args:
+      images: [N, H, W, C] in [-1, 1].
+      masks: [N, H, W, 1], 1 = known.
+
+    Returns:
+      float32 [N, H, W, C].
+    """
+    images, masks = np.asarray(images, np.float32), np.asarray(masks, np.float32)
+    known = np.broadcast_to(masks > 0.5, images.shape)
+    out, todo = np.where(known, images, 0.0), ~known
+    for sigma in sigmas:
+        if not todo.any():
+            break
+        radius = int(3 * sigma)
+        peak = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma ** 2)).sum() ** 2  # kernel peak 1
+        blur = lambda x, s=sigma, r=radius, p=peak: p * gaussian_blur(x, s, r, axes=(1, 2))
+        weight = blur(masks)  # [N, H, W, 1]: 1 per known pixel at the centre, less further away
+        mean = blur(images * masks) / np.maximum(weight, 1e-3)
+        reached = todo & (weight > 1e-3)
+        out = np.where(reached, mean, out)
+        todo = todo & ~reached
+    return out.astype(np.float32)
 
 
 def mask_from_array(gray: np.ndarray) -> np.ndarray:

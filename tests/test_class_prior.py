@@ -1,33 +1,11 @@
-"""Tests of dcgan_tf.class_prior: the smooth fill of holes, the classifier prior and where the classifier is found."""
+"""Tests of dcgan_tf.class_prior: the classifier prior and where the classifier is found."""
 
 import json
 
 import numpy as np
 
-from dcgan_tf.class_prior import find_classifier, known_pixels_log_prior, log_softmax, smooth_fill
-from dcgan_tf.masks import make_mask
-
-
-def test_fill_keeps_known_pixels_and_reproduces_a_constant_image():
-    masks = np.stack([make_mask("center", 16, 16, rng=None),
-                      make_mask("random", 16, 16, rng=np.random.default_rng(0), random_fraction=0.8)])
-    images = np.random.RandomState(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
-    filled = smooth_fill(images, masks)
-    known = np.broadcast_to(masks > 0.5, images.shape)
-    np.testing.assert_array_equal(filled[known], images[known])
-    assert filled[~known].min() >= images.min() and filled[~known].max() <= images.max()  # convex weights
-    constant = np.full((2, 16, 16, 3), 0.25, np.float32)
-    np.testing.assert_allclose(smooth_fill(constant, masks), constant, atol=1e-5)  # a 12x12 hole's centre too
-
-
-def test_fill_follows_the_nearest_known_pixels():
-    image = np.zeros((1, 9, 9, 1), np.float32)
-    image[0, :, :4] = -1.0  # left part dark, right part bright
-    image[0, :, 5:] = 1.0
-    mask = np.ones((1, 9, 9, 1), np.float32)
-    mask[0, 3:6, 3:6] = 0.0
-    filled = smooth_fill(image, mask)[0, :, :, 0]
-    assert filled[4, 3] < 0 < filled[4, 5]
+from dcgan_tf.class_prior import find_classifier, known_pixels_log_prior, log_softmax
+from dcgan_tf.masks import make_mask, smooth_fill
 
 
 def test_prior_is_the_log_softmax_of_the_classifier_on_the_fill():

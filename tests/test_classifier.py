@@ -152,11 +152,38 @@ def test_train_and_save_on_self_made_files(tmp_path):
 
 def test_flag_validation_names_the_flag():
     with pytest.raises(FlagError, match="--dataset"):
-        C._validate_flags("celebA", 1, 1)
+        C._validate_flags("celebA", 1, 1, 0.0)
     with pytest.raises(FlagError, match="--epochs"):
-        C._validate_flags("mnist", 0, 1)
+        C._validate_flags("mnist", 0, 1, 0.0)
     with pytest.raises(FlagError, match="--batch_size"):
-        C._validate_flags("mnist", 1, 0)
+        C._validate_flags("mnist", 1, 0, 0.0)
+    with pytest.raises(FlagError, match="--mask_augment"):
+        C._validate_flags("mnist", 1, 1, 1.5)
+    assert C.default_out("mnist", 0.0) == os.path.join("checkpoints", "classifier_mnist")
+    assert C.default_out("mnist", 0.8) == os.path.join("checkpoints", "classifier_mnist_masked")
+
+
+def test_mask_some_masks_about_the_fraction_and_fills_the_holes():
+    images = np.random.RandomState(0).uniform(-1, 1, (200, 12, 12, 1)).astype(np.float32)
+    np.testing.assert_array_equal(C.mask_some(images, 0.0, np.random.default_rng(0)), images)
+    out = C.mask_some(images, 0.5, np.random.default_rng(0))
+    changed = np.any(out != images, axis=(1, 2, 3))
+    assert 60 < changed.sum() < 140
+    assert np.all(np.abs(out) <= 1.0)  # fills are convex combinations of known pixels
+    constant = np.full((20, 12, 12, 1), 0.3, np.float32)
+    np.testing.assert_allclose(C.mask_some(constant, 1.0, np.random.default_rng(1)), constant, atol=1e-5)
+
+
+def test_train_and_save_with_mask_augment_reports_the_masked_accuracy(tmp_path):
+    _write_tiny_dataset(tmp_path / "mnist")
+    out = str(tmp_path / "clf_masked")
+    lines = []
+    scores = C.train_and_save("mnist", str(tmp_path), epochs=1, batch_size=16, seed=0, out=out, mask_augment=0.8,
+                              log=lines.append)
+    assert any("random hole" in line for line in lines)
+    with open(os.path.join(out, C.CONFIG_FILE)) as f:
+        metadata = json.load(f)["metadata"]
+    assert metadata["mask_augment"] == 0.8 and metadata["masked_test_accuracy"] == scores["masked_accuracy"]
 
 
 def test_real_fashion_mnist_short_training():

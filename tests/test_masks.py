@@ -97,3 +97,54 @@ def test_masked_view_fills_missing_with_white():
     image = np.zeros((8, 8, 3), np.float32)
     view = masks.masked_view(image, generated("center", 8))
     assert (view[2:6, 2:6] == 1).all() and (view[:2] == 0).all()
+
+
+def test_fill_keeps_known_pixels_and_reproduces_a_constant_image():
+    holes = np.stack([masks.make_mask("center", 16, 16, rng=None),
+                      masks.make_mask("random", 16, 16, rng=np.random.default_rng(0), random_fraction=0.8)])
+    images = np.random.RandomState(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    filled = masks.smooth_fill(images, holes)
+    known = np.broadcast_to(holes > 0.5, images.shape)
+    np.testing.assert_array_equal(filled[known], images[known])
+    assert filled[~known].min() >= images.min() and filled[~known].max() <= images.max()  # convex weights
+    constant = np.full((2, 16, 16, 3), 0.25, np.float32)
+    np.testing.assert_allclose(masks.smooth_fill(constant, holes), constant, atol=1e-5)  # a 12x12 hole's centre too
+
+
+def test_fill_follows_the_nearest_known_pixels():
+    image = np.zeros((1, 9, 9, 1), np.float32)
+    image[0, :, :4] = -1.0  # left part dark, right part bright
+    image[0, :, 5:] = 1.0
+    mask = np.ones((1, 9, 9, 1), np.float32)
+    mask[0, 3:6, 3:6] = 0.0
+    filled = masks.smooth_fill(image, mask)[0, :, :, 0]
+    assert filled[4, 3] < 0 < filled[4, 5]
+
+
+def test_fill_reaches_a_wide_hole_and_leaves_nothing_unfilled():
+    image = np.full((1, 28, 28, 1), 0.5, np.float32)
+    hole = masks.make_mask("center", 28, 28, rng=None, center_scale=0.05)[None]  # a 26x26 hole, 1-pixel rim
+    filled = masks.smooth_fill(image, hole)
+    np.testing.assert_allclose(filled, image, atol=1e-5)
+
+
+def test_gaussian_blur_keeps_the_mean_of_a_constant_inside_and_is_separable():
+    x = np.ones((12, 12, 2))
+    blurred = masks.gaussian_blur(x, 1.5, 3)
+    np.testing.assert_allclose(blurred[3:-3, 3:-3], 1.0)
+    assert blurred[0, 0, 0] < blurred[0, 6, 0] < 1.0  # zero padding darkens the border, the corner most
+    impulse = np.zeros((9, 9))
+    impulse[4, 4] = 1.0
+    kernel = masks.gaussian_blur(impulse, 1.0, 2)
+    np.testing.assert_allclose(kernel.sum(), 1.0)
+    np.testing.assert_allclose(kernel, np.outer(kernel[:, 4], kernel[4, :]) / kernel[4, 4], rtol=1e-12)
+
+
+def test_training_masks_are_seeded_have_holes_and_vary_in_type():
+    drawn = [masks.training_mask(16, 16, np.random.default_rng(seed)) for seed in range(40)]
+    again = [masks.training_mask(16, 16, np.random.default_rng(seed)) for seed in range(40)]
+    for a, b in zip(drawn, again):
+        np.testing.assert_array_equal(a, b)
+    fractions = sorted({round(float(missing(m)), 3) for m in drawn})
+    assert all(0.0 < f < 1.0 for f in fractions) and all(m.shape == (16, 16, 1) for m in drawn)
+    assert len(fractions) >= 8  # centre sizes, random fractions, halves, patterns and the grid differ
