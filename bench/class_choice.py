@@ -76,7 +76,7 @@ def self_scores(classify, images, masks, generated):
                     1)
 
 
-def named_priors(classifiers, images, masks, snaps, steps):
+def named_priors(classifiers, images, masks, snaps, steps, saved=None):
     """name -> (iteration -> [N, C] log-probabilities) for `rules`, for each classifier (name -> classify): the
     classifier on the masked input, on the filled input, on each class's completion at that iteration, and that
     completion + the filled input / 2 for every pair of classifiers (complete.py's default is own+filled/2)."""
@@ -86,6 +86,9 @@ def named_priors(classifiers, images, masks, snaps, steps):
         masked = log_softmax(classify(images * masks))
         filled[name] = known_pixels_log_prior(classify, images, masks)
         own[name] = {int(t): self_scores(classify, images, masks, snaps[:, j]) for j, t in enumerate(steps)}
+        if saved is not None:  # the raw log-probabilities, to try other combinations offline
+            saved[f"filled_{name}"] = filled[name]
+            saved[f"own_{name}"] = np.stack([own[name][int(t)] for t in steps])  # [T, N, C]
         priors[f"masked[{name}]"] = lambda t, p=masked: p
         priors[f"filled[{name}]"] = lambda t, p=filled[name]: p
         priors[f"own[{name}]"] = lambda t, p=own[name]: p[t]
@@ -144,9 +147,12 @@ def main():
         start = time.time()
         total, contextual, snaps, steps = all_class_run(completer, images, masks, args.n_iter)
         print(f"{mask_type}: all classes x {args.n_iter} iterations in {time.time() - start:.0f}s", flush=True)
-        priors = named_priors(classifiers, images, masks, snaps, steps)
+        raw = {}
+        priors = named_priors(classifiers, images, masks, snaps, steps, raw)
+        saved.update({f"{mask_type}_{k}": v for k, v in raw.items()})
         saved.update({f"{mask_type}_total": total, f"{mask_type}_contextual": contextual,
-                      f"{mask_type}_masks": masks, f"{mask_type}_steps": steps})
+                      f"{mask_type}_masks": masks, f"{mask_type}_steps": steps,
+                      f"{mask_type}_snapshots": snaps.astype(np.float16)})  # [C, T, N, H, W, 1]
         print(f"| {mask_type}: rule by the losses alone | class accuracy | cost (x one class) |\n| --- | --- | --- |")
         for name, (chosen, cost) in rules(total, contextual, args.n_iter).items():
             print(f"| {name} | {np.mean(chosen == labels):.3f} | {cost:.1f} |")
@@ -156,7 +162,7 @@ def main():
             recall = [np.mean((np.argsort(total[:, :, t], 1)[:, :k] == labels[:, None]).any(1)) for t in steps]
             print(f"true class among the {k} lowest totals at {steps.tolist()}: {np.round(recall, 3).tolist()}")
     if args.out:
-        np.savez_compressed(args.out, labels=labels, **saved)
+        np.savez_compressed(args.out, labels=labels, **saved)  # losses, masks, priors of each mask type
 
 
 if __name__ == "__main__":

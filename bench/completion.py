@@ -7,8 +7,9 @@ their labels, as `complete.py` does by default, and reports per method on the sa
   class = true class: how often the class chosen for the completion is the image's true class;
   classifier accuracy: the tool's Fashion-MNIST classifier (checkpoints/classifier_fashion_mnist, trained on
       the train split) on the result, against the true labels; on the original images for reference. The
-      label-free choice uses this classifier's prior on the known pixels, so --judge adds a second classifier
-      (another seed) whose figure follows after a slash;
+      label-free choice is guided by another classifier, found as complete.py finds it (the --mask_augment one,
+      checkpoints/classifier_fashion_mnist_masked, when present) or given with --prior_classifier; --judge adds
+      a second judge (e.g. another seed) whose figure follows after a slash;
   hole PSNR and SSIM: over the missing pixels only;
   wall time: seconds for all the images (the z search compiled beforehand), and per image.
 Methods: the masked input (the hole at mid grey, no completion); ours, label-free (complete.py's defaults:
@@ -31,7 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installing it
 
 from dcgan_tf.blend import blend_images  # noqa: E402
-from dcgan_tf.class_prior import weighted_known_pixels_prior  # noqa: E402
+from dcgan_tf.class_prior import load_classify, weighted_known_pixels_prior  # noqa: E402
 from dcgan_tf.classifier import load_classifier, predict_logits  # noqa: E402
 from dcgan_tf.completion import Completer, psnr, ssim  # noqa: E402
 from dcgan_tf.datasets import load_idx  # noqa: E402
@@ -48,7 +49,9 @@ def parse_args():
     parser.add_argument("--data_dir", default=str(ROOT / "data"))  # the repo's Fashion-MNIST
     parser.add_argument("--classifier", default=str(ROOT / "checkpoints" / "classifier_fashion_mnist"))
     parser.add_argument("--judge", default="", help="a second classifier (e.g. another seed) whose accuracy is "
-                        "reported too: the first one also gives the label-free choice its prior")
+                        "reported too")
+    parser.add_argument("--prior_classifier", default="", help="the classifier of the label-free class choice "
+                        "(default: found next to the run, as complete.py does)")
     parser.add_argument("--minutes", type=float, default=20, help="training time when a run is trained")
     parser.add_argument("--images", type=int, default=256, help="held-out test images to complete")
     parser.add_argument("--n_iter", type=int, default=400)
@@ -115,16 +118,18 @@ def load_held_out(args):
 def main():
     args = parse_args()
     run, images, labels = load_held_out(args)
-    classifier = load_classifier(args.classifier)
-    classify = lambda x: predict_logits(classifier, x)
-    judges = [classifier] + ([load_classifier(args.judge)] if args.judge else [])
+    classify, prior_path = load_classify(args.prior_classifier, run.checkpoint_dir, "fashion_mnist")
+    if classify is None:
+        sys.exit("no classifier for the class prior: train one with python -m dcgan_tf.classifier --mask_augment 0.8")
+    judges = [load_classifier(args.classifier)] + ([load_classifier(args.judge)] if args.judge else [])
     accuracy = lambda x: [float(np.mean(np.argmax(predict_logits(j, x), -1) == labels)) for j in judges]
     completer = Completer(run.generator, run.discriminator, batch_size=min(args.batch_size, len(images)),
                           z_dim=run.config.z_dim, y_dim=run.y_dim, z_dist=run.config.z_dist, loss=run.config.loss)
     completer(images[:1], np.ones_like(images[:1]), labels[:1], n_iter=2)  # compile outside the timing
     print(f"run {run.checkpoint_path} (step {run.step}, idx_split train); {len(images)} held-out test images; "
-          f"{args.n_iter} momentum iterations, lr 0.01, lam 0.1, batch {completer.batch_size}; classifier accuracy "
-          f"on the original images {' / '.join(f'{a:.1%}' for a in accuracy(images))}", flush=True)
+          f"{args.n_iter} momentum iterations, lr 0.01, lam 0.1, batch {completer.batch_size}; class prior from "
+          f"{prior_path}; judges' accuracy on the original images {' / '.join(f'{a:.1%}' for a in accuracy(images))}",
+          flush=True)
     rows = []
     for mask_type, kwargs in [m for m in MASKS if m[0] in args.masks.split(",")]:
         rng = np.random.default_rng(SEED)

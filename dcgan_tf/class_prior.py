@@ -1,13 +1,14 @@
-"""A class prior for label-free completion with a conditional model: the tool's classifier on the known pixels.
+"""A class prior for label-free completion with a conditional model: a classifier on the known pixels.
 
 completion.Completer ranks a conditional model's classes by
     log(total loss) - prior_weight * (log p(c | completion with class c) + KNOWN_PIXELS_WEIGHT * log p(c | known)),
-both probabilities from the tool's own classifier (dcgan_tf.classifier). This module gives the second: the
+both probabilities from the classifier found here (dcgan_tf.classifier). This module gives the second: the
 classifier looking at the known pixels, each hole filled by a smooth interpolation of the known pixels around it
-(a normalised convolution), so that it sees an image rather than a grey hole or 80% grey noise.
+(masks.smooth_fill, a normalised convolution), so that it sees an image rather than a grey hole or 80% grey noise.
 
-`find_classifier` looks for the classifier next to the run: `<checkpoints>/classifier_<dataset>`, where
-`python -m dcgan_tf.classifier` saves it by default.
+`find_classifier` looks next to the run: `<checkpoints>/classifier_<dataset>_masked`, where
+`python -m dcgan_tf.classifier --mask_augment 0.8` saves a classifier that has also learnt such filled images,
+else the plain `<checkpoints>/classifier_<dataset>`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 
 import numpy as np
 
+from dcgan_tf.config import MASKED_CLASSIFIER_SUFFIX
 from dcgan_tf.masks import smooth_fill
 
 KNOWN_PIXELS_WEIGHT = 0.5  # the known-pixels prior's share, relative to each class's completion being classified
@@ -34,9 +36,14 @@ def known_pixels_log_prior(classify, images, masks) -> np.ndarray:
 
 
 def find_classifier(checkpoint_dir: str, dataset: str) -> str | None:
-    """`<parent of checkpoint_dir>/classifier_<dataset>` when a saved classifier is there, else None."""
-    path = os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir)), f"classifier_{dataset}")
-    return path if os.path.isfile(os.path.join(path, "classifier.json")) else None
+    """The classifier saved next to the run: `<parent of checkpoint_dir>/classifier_<dataset>_masked` (trained
+    with --mask_augment, so it knows images with holes) when there, else `classifier_<dataset>`, else None."""
+    parent = os.path.dirname(os.path.abspath(checkpoint_dir))
+    for suffix in (MASKED_CLASSIFIER_SUFFIX, ""):
+        path = os.path.join(parent, f"classifier_{dataset}{suffix}")
+        if os.path.isfile(os.path.join(path, "classifier.json")):
+            return path
+    return None
 
 
 def weighted_known_pixels_prior(classify, images, masks) -> np.ndarray:

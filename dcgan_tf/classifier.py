@@ -32,7 +32,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from dcgan_tf.atomic import atomic_path, write_json_atomic
-from dcgan_tf.config import LABELLED_DATASETS
+from dcgan_tf.config import LABELLED_DATASETS, MASKED_CLASSIFIER_SUFFIX
 from dcgan_tf.datasets import load_idx
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.masks import smooth_fill, training_mask
@@ -41,7 +41,6 @@ from dcgan_tf.progress import track
 NUM_CLASSES = 10
 WEIGHTS_FILE = "classifier.weights.h5"
 CONFIG_FILE = "classifier.json"
-MASKED_SUFFIX = "_masked"  # the default folder of a classifier trained with --mask_augment
 
 # --------------------------------------------------------------------------------------------------------------
 # Model
@@ -356,7 +355,7 @@ def _validate_flags(dataset: str, epochs: int, batch_size: int, mask_augment: fl
 
 def default_out(dataset: str, mask_augment: float) -> str:
     """checkpoints/classifier_<dataset>, with the suffix _masked when trained with mask_augment."""
-    return os.path.join("checkpoints", f"classifier_{dataset}" + (MASKED_SUFFIX if mask_augment else ""))
+    return os.path.join("checkpoints", f"classifier_{dataset}" + (MASKED_CLASSIFIER_SUFFIX if mask_augment else ""))
 
 
 def main(argv):

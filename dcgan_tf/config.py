@@ -33,6 +33,7 @@ BLENDS = ("poisson", "none")
 CLASS_SEARCHES = ("pilot", "all")  # label-free class choice of a conditional model (see completion.Completer)
 # Chosen on held-out test images that the completion benchmark does not use (bench/class_choice.py; README):
 DEFAULT_PRIOR_WEIGHT = 0.2  # weight of the classifier's log-probabilities against the log of the total loss
+MASKED_CLASSIFIER_SUFFIX = "_masked"  # classifier_<dataset>_masked: trained with --mask_augment, the class prior's
 VISUALIZE_OPTIONS = {
     0: "a grid of random samples",
     1: "one PNG per z dimension, sweeping it from one base z",

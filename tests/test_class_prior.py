@@ -34,3 +34,8 @@ def test_classifier_is_found_next_to_the_run(tmp_path):
     assert find_classifier(str(run), "fashion_mnist") == str(folder)
     assert find_classifier(str(run) + "/", "fashion_mnist") == str(folder)
     assert find_classifier(str(run), "mnist") is None
+    masked = tmp_path / "checkpoints" / "classifier_fashion_mnist_masked"
+    masked.mkdir()
+    assert find_classifier(str(run), "fashion_mnist") == str(folder)  # an empty folder is no classifier
+    (masked / "classifier.json").write_text(json.dumps({}))
+    assert find_classifier(str(run), "fashion_mnist") == str(masked)  # the --mask_augment one first
