@@ -33,7 +33,7 @@ from dcgan_tf.atomic import write_json_atomic, write_text_atomic
 from dcgan_tf.blend import PoissonBlender, paste
 from dcgan_tf.class_prior import load_classify, weighted_known_pixels_prior
 from dcgan_tf.completion import LOSS_NAMES, Completer, psnr, ssim
-from dcgan_tf.config import CompleteConfig
+from dcgan_tf.config import MASKED_CLASSIFIER_SUFFIX, CompleteConfig
 from dcgan_tf.decode import displayed_size, load_image
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.images import as_written, make_grid, save_gif, save_image
@@ -335,7 +335,16 @@ def create_classify(cfg: CompleteConfig, run):
             raise FlagError("classifier_dir", "the tool's classifier reads 28x28 grey images; this run makes "
                                               f"{run.config.output_height}x{run.config.output_width}x{run.c_dim}")
         return None, None
-    return load_classify(cfg.classifier_dir, run.checkpoint_dir, run.config.dataset)  # the run found by find_run
+    classify, path = load_classify(cfg.classifier_dir, run.checkpoint_dir, run.config.dataset)  # find_run's run
+    hint = f"`python -m dcgan_tf.classifier --dataset {run.config.dataset} --mask_augment 0.8 --epochs 15`"
+    if path is None and cfg.classifier_dir != "none":
+        logging.warning("no classifier next to the run: the class is chosen by the loss alone; train one with %s",
+                        hint)
+    elif path is not None and not path.rstrip("/").endswith(MASKED_CLASSIFIER_SUFFIX):
+        logging.info("class prior: %s; one trained with %s chooses better", path, hint)
+    elif path is not None:
+        logging.info("class prior: %s", path)
+    return classify, path
 
 
 def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig, title: str, classify=None):

@@ -168,7 +168,7 @@ def test_label_free_summary_records_the_chosen_class_and_the_runner_up(tmp_path,
     assert given["images"]["a"]["class_choice"] is None
 
 
-def test_label_free_uses_the_classifier_next_to_the_run_as_a_prior(tmp_path, images):
+def test_label_free_uses_the_classifier_next_to_the_run_as_a_prior(tmp_path, images, caplog):
     from dcgan_tf.class_prior import weighted_known_pixels_prior
     from dcgan_tf.classifier import build_classifier, predict_logits, save_classifier
     from dcgan_tf.completion import Completer
@@ -180,8 +180,10 @@ def test_label_free_uses_the_classifier_next_to_the_run_as_a_prior(tmp_path, ima
     classifier = build_classifier(filters=2, feature_dim=4, seed=3)
     save_classifier(classifier, str(pathlib.Path(paths.checkpoint_dir).parent / "classifier_tiny"))
     cfg = config(paths.checkpoint_dir, images[:2], tmp_path / "out", n_iter=2, pilot_iter=1, prior_weight=1e4)
+    caplog.set_level("INFO", logger="absl")  # absl sets its own level when flags are parsed
     summary = run_completion(cfg)
     assert summary["settings"]["classifier"].endswith("classifier_tiny")
+    assert "class prior: " in caplog.text and "--mask_augment 0.8" in caplog.text  # a plain one: the hint
     # the same choice as the library given the classifier's prior and the classifier itself
     pixels = np.stack([load_image(p, c_dim=1, output_height=28, output_width=28) for p in images[:2]])
     masks = np.stack([make_mask("center", 28, 28, rng=None)] * 2)
