@@ -10,12 +10,13 @@ numbers, each with its cost in full single-class optimisations (one given class 
 then, per prior, a table of pilot<t> + w x prior: w * log p(class) subtracted from the log pilot loss, p from
 each classifier of --classifiers (the tool's plain one and the --mask_augment one) on: the masked input (hole at
 0), the filled input (masks.smooth_fill), each class's own pilot completion (G(z) pasted into the hole), or own
-+ filled/2 (complete.py's rule, KNOWN_PIXELS_WEIGHT 0.5).
++ k x filled (k 0.25, 0.5 = complete.py's KNOWN_PIXELS_WEIGHT, 1).
 The rules are tuned here, on test images the completion benchmark (bench/completion.py, the first images of the
 test split) does not use: by default the last --images of the split.
 
 Usage, from the project root:
-    python bench/class_choice.py --run checkpoints/fm_heldout [--images 256] [--n_iter 200]
+    python bench/class_choice.py --run checkpoints/fm_heldout [--images 256] [--n_iter 200] [--out raw.npz]
+    python bench/class_choice.py --replay raw.npz --classifiers plain=...,masked=...   # other classifiers
 """
 
 import argparse
@@ -38,11 +39,12 @@ from dcgan_tf.runs import load_run  # noqa: E402
 MASKS = (("center", {}), ("random", {"random_fraction": 0.8}))
 PILOT_FRACTIONS = (0.05, 0.1, 0.2)
 PRIOR_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+KNOWN_WEIGHTS = (0.25, KNOWN_PIXELS_WEIGHT, 1.0)  # the known-pixels prior's share against the own completion's
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="a conditional run trained with --idx_split train")
+    parser.add_argument("--run", default="", help="a conditional run trained with --idx_split train")
     parser.add_argument("--data_dir", default=str(ROOT / "data"))  # the repo's Fashion-MNIST
     parser.add_argument("--classifiers", default=",".join(
         f"{name}={ROOT / 'checkpoints' / ('classifier_fashion_mnist' + suffix)}"
@@ -52,6 +54,8 @@ def parse_args():
     parser.add_argument("--n_iter", type=int, default=200)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--out", default="", help="save the raw arrays to this .npz")
+    parser.add_argument("--replay", default="", help="an .npz saved with --out: score its losses and snapshots "
+                        "(kept in float16) with --classifiers instead of completing again")
     return parser.parse_args()
 
 
@@ -94,7 +98,8 @@ def named_priors(classifiers, images, masks, snaps, steps, saved=None):
         priors[f"own[{name}]"] = lambda t, p=own[name]: p[t]
     for a in classifiers:
         for b in classifiers:
-            priors[f"own[{a}]+filled[{b}]/2"] = lambda t, a=a, b=b: own[a][t] + KNOWN_PIXELS_WEIGHT * filled[b]
+            for k in KNOWN_WEIGHTS:
+                priors[f"own[{a}]+filled[{b}]x{k:g}"] = lambda t, a=a, b=b, k=k: own[a][t] + k * filled[b]
     return priors
 
 
@@ -127,9 +132,20 @@ def rules(total, contextual, n_iter, k_max=3):
     return table
 
 
+def completer_of(args):
+    """The Completer of the run (compiled once for all classes and mask types)."""
+    if not hasattr(completer_of, "cached"):
+        run = load_run(args.run)
+        completer_of.cached = Completer(run.generator, run.discriminator, batch_size=args.batch_size,
+                                        z_dim=run.config.z_dim, y_dim=run.y_dim, z_dist=run.config.z_dist,
+                                        loss=run.config.loss)
+    return completer_of.cached
+
+
 def main():
     args = parse_args()
-    run = load_run(args.run)
+    if not (args.run or args.replay):
+        sys.exit("give --run (a conditional run trained with --idx_split train) or --replay (a saved .npz)")
     images, labels = load_idx("fashion_mnist", args.data_dir, "test")
     images = images[-args.images:].astype(np.float32) / 127.5 - 1.0
     labels = labels[-args.images:]
@@ -138,15 +154,21 @@ def main():
         name, path = item.split("=")
         model = load_classifier(path)
         classifiers[name] = lambda x, m=model: predict_logits(m, x)
-    completer = Completer(run.generator, run.discriminator, batch_size=args.batch_size, z_dim=run.config.z_dim,
-                          y_dim=run.y_dim, z_dist=run.config.z_dist, loss=run.config.loss)
+    replay = np.load(args.replay) if args.replay else None
+    if replay is not None and not np.array_equal(replay["labels"], labels):
+        sys.exit(f"{args.replay} was saved for other images: give the same --images")
     saved = {}
     for mask_type, kwargs in MASKS:
-        rng = np.random.default_rng(1)
-        masks = np.stack([make_mask(mask_type, 28, 28, rng=rng, **kwargs) for _ in images])
-        start = time.time()
-        total, contextual, snaps, steps = all_class_run(completer, images, masks, args.n_iter)
-        print(f"{mask_type}: all classes x {args.n_iter} iterations in {time.time() - start:.0f}s", flush=True)
+        if replay is None:
+            rng = np.random.default_rng(1)
+            masks = np.stack([make_mask(mask_type, 28, 28, rng=rng, **kwargs) for _ in images])
+            start = time.time()
+            total, contextual, snaps, steps = all_class_run(completer_of(args), images, masks, args.n_iter)
+            print(f"{mask_type}: all classes x {args.n_iter} iterations in {time.time() - start:.0f}s", flush=True)
+        else:
+            total, contextual, masks, steps, snaps = (replay[f"{mask_type}_{k}"] for k in (
+                "total", "contextual", "masks", "steps", "snapshots"))
+            snaps = snaps.astype(np.float32)
         raw = {}
         priors = named_priors(classifiers, images, masks, snaps, steps, raw)
         saved.update({f"{mask_type}_{k}": v for k, v in raw.items()})

@@ -336,7 +336,7 @@ def create_classify(cfg: CompleteConfig, run):
                                               f"{run.config.output_height}x{run.config.output_width}x{run.c_dim}")
         return None, None
     classify, path = load_classify(cfg.classifier_dir, run.checkpoint_dir, run.config.dataset)  # find_run's run
-    hint = f"`python -m dcgan_tf.classifier --dataset {run.config.dataset} --mask_augment 0.8 --epochs 15`"
+    hint = f"`python -m dcgan_tf.classifier --dataset {run.config.dataset} --mask_augment 0.8 --epochs 30`"
     if path is None and cfg.classifier_dir != "none":
         logging.warning("no classifier next to the run: the class is chosen by the loss alone; train one with %s",
                         hint)
