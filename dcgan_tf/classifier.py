@@ -8,6 +8,11 @@ Train one and save it (prints the test accuracy):
     python -m dcgan_tf.classifier --dataset fashion_mnist --epochs 5 \
         --classifier_out checkpoints/classifier_fashion_mnist
 
+With --mask_augment it also learns images with holes filled from their known pixels (masks.training_mask,
+masks.smooth_fill): the classifier of complete.py's label-free class choice (dcgan_tf.class_prior), saved by
+default to checkpoints/classifier_<dataset>_masked:
+    python -m dcgan_tf.classifier --dataset fashion_mnist --mask_augment 0.8 --epochs 30
+
 A saved classifier is a folder holding `classifier.weights.h5` and `classifier.json` (architecture, training
 settings, test accuracy and the weights' checksum).
 """
