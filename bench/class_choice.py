@@ -29,6 +29,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installing it
 
+from dcgan_tf.blend import paste  # noqa: E402
 from dcgan_tf.class_prior import KNOWN_PIXELS_WEIGHT, known_pixels_log_prior, log_softmax  # noqa: E402
 from dcgan_tf.classifier import load_classifier, predict_logits  # noqa: E402
 from dcgan_tf.completion import Completer  # noqa: E402
@@ -76,14 +77,14 @@ def all_class_run(completer, images, masks, n_iter):
 
 def self_scores(classify, images, masks, generated):
     """[N, C] log p(c | known pixels + G(z) of class c in the hole); generated [C, N, H, W, C]."""
-    return np.stack([log_softmax(classify(images * masks + g * (1 - masks)))[:, c] for c, g in enumerate(generated)],
-                    1)
+    return np.stack([log_softmax(classify(paste(images, g, masks)))[:, c] for c, g in enumerate(generated)], 1)
 
 
 def named_priors(classifiers, images, masks, snaps, steps, saved=None):
-    """name -> (iteration -> [N, C] log-probabilities) for `rules`, for each classifier (name -> classify): the
-    classifier on the masked input, on the filled input, on each class's completion at that iteration, and that
-    completion + the filled input / 2 for every pair of classifiers (complete.py's default is own+filled/2)."""
+    """name -> (iteration -> [N, C] log-probabilities) for `pilot_table`, for each classifier (name -> classify):
+    the classifier on the masked input, on the filled input, on each class's completion at that iteration, and
+    that completion + k x the filled input for k in KNOWN_WEIGHTS and every pair of classifiers (complete.py's
+    rule is own + filled/2 from one classifier). With `saved`, the filled and own log-probabilities go there."""
     filled, own = {}, {}
     priors = {}
     for name, classify in classifiers.items():
@@ -132,16 +133,6 @@ def rules(total, contextual, n_iter, k_max=3):
     return table
 
 
-def completer_of(args):
-    """The Completer of the run (compiled once for all classes and mask types)."""
-    if not hasattr(completer_of, "cached"):
-        run = load_run(args.run)
-        completer_of.cached = Completer(run.generator, run.discriminator, batch_size=args.batch_size,
-                                        z_dim=run.config.z_dim, y_dim=run.y_dim, z_dist=run.config.z_dist,
-                                        loss=run.config.loss)
-    return completer_of.cached
-
-
 def main():
     args = parse_args()
     if not (args.run or args.replay):
@@ -157,13 +148,18 @@ def main():
     replay = np.load(args.replay) if args.replay else None
     if replay is not None and not np.array_equal(replay["labels"], labels):
         sys.exit(f"{args.replay} was saved for other images: give the same --images")
+    completer = None
+    if replay is None:  # compiled once for all classes and mask types
+        run = load_run(args.run)
+        completer = Completer(run.generator, run.discriminator, batch_size=args.batch_size, z_dim=run.config.z_dim,
+                              y_dim=run.y_dim, z_dist=run.config.z_dist, loss=run.config.loss)
     saved = {}
     for mask_type, kwargs in MASKS:
         if replay is None:
             rng = np.random.default_rng(1)
             masks = np.stack([make_mask(mask_type, 28, 28, rng=rng, **kwargs) for _ in images])
             start = time.time()
-            total, contextual, snaps, steps = all_class_run(completer_of(args), images, masks, args.n_iter)
+            total, contextual, snaps, steps = all_class_run(completer, images, masks, args.n_iter)
             print(f"{mask_type}: all classes x {args.n_iter} iterations in {time.time() - start:.0f}s", flush=True)
         else:
             total, contextual, masks, steps, snaps = (replay[f"{mask_type}_{k}"] for k in (

@@ -13,6 +13,7 @@ else the plain `<checkpoints>/classifier_<dataset>`.
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -44,6 +45,15 @@ def find_classifier(checkpoint_dir: str, dataset: str) -> str | None:
         if os.path.isfile(os.path.join(path, "classifier.json")):
             return path
     return None
+
+
+def trained_on_holes(path: str) -> bool:
+    """Whether the classifier saved in folder `path` was trained with --mask_augment (its classifier.json)."""
+    try:
+        with open(os.path.join(path, "classifier.json")) as f:
+            return bool(json.load(f).get("metadata", {}).get("mask_augment"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def weighted_known_pixels_prior(classify, images, masks) -> np.ndarray:

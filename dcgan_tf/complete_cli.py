@@ -31,9 +31,9 @@ from PIL import Image
 
 from dcgan_tf.atomic import write_json_atomic, write_text_atomic
 from dcgan_tf.blend import PoissonBlender, paste
-from dcgan_tf.class_prior import load_classify, weighted_known_pixels_prior
+from dcgan_tf.class_prior import load_classify, trained_on_holes, weighted_known_pixels_prior
 from dcgan_tf.completion import LOSS_NAMES, Completer, psnr, ssim
-from dcgan_tf.config import MASKED_CLASSIFIER_SUFFIX, CompleteConfig
+from dcgan_tf.config import CompleteConfig
 from dcgan_tf.decode import displayed_size, load_image
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.images import as_written, make_grid, save_gif, save_image
@@ -337,13 +337,14 @@ def create_classify(cfg: CompleteConfig, run):
         return None, None
     classify, path = load_classify(cfg.classifier_dir, run.checkpoint_dir, run.config.dataset)  # find_run's run
     hint = f"`python -m dcgan_tf.classifier --dataset {run.config.dataset} --mask_augment 0.8 --epochs 30`"
-    if path is None and cfg.classifier_dir != "none":
-        logging.warning("no classifier next to the run: the class is chosen by the loss alone; train one with %s",
-                        hint)
-    elif path is not None and not path.rstrip("/").endswith(MASKED_CLASSIFIER_SUFFIX):
-        logging.info("class prior: %s; one trained with %s chooses better", path, hint)
-    elif path is not None:
+    if path is None:
+        if cfg.classifier_dir != "none":
+            logging.warning("no classifier next to the run: the class is chosen by the loss alone; train one with "
+                            "%s", hint)
+    elif trained_on_holes(path):
         logging.info("class prior: %s", path)
+    else:
+        logging.info("class prior: %s; one trained with %s chooses better", path, hint)
     return classify, path
 
 

@@ -113,11 +113,15 @@ def training_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarr
                      random_fraction=float(rng.uniform(0.3, 0.9)))
 
 
-def gaussian_blur(x: np.ndarray, sigma: float, radius: int, axes=(0, 1)) -> np.ndarray:
-    """Separable Gaussian filtering of x along `axes` with zero padding ('same' size): taps -radius..radius,
-    weights exp(-k^2 / 2 sigma^2) summing to 1."""
+def gaussian_kernel(sigma: float, radius: int) -> np.ndarray:
+    """The 1-D taps -radius..radius of a Gaussian, exp(-k^2 / 2 sigma^2), normalised to sum to 1."""
     g = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma ** 2))
-    g /= g.sum()
+    return g / g.sum()
+
+
+def gaussian_blur(x: np.ndarray, sigma: float, radius: int, axes=(0, 1)) -> np.ndarray:
+    """Separable Gaussian filtering of x along `axes` with zero padding ('same' size), gaussian_kernel's taps."""
+    g = gaussian_kernel(sigma, radius)
     for axis in axes:
         n = x.shape[axis]
         pad = [(radius, radius) if a == axis else (0, 0) for a in range(x.ndim)]
@@ -144,10 +148,10 @@ def smooth_fill(images, masks, sigmas=FILL_SIGMAS) -> np.ndarray:
         if not todo.any():
             break
         radius = int(3 * sigma)
-        peak = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma ** 2)).sum() ** 2  # kernel peak 1
-        blur = lambda x, s=sigma, r=radius, p=peak: p * gaussian_blur(x, s, r, axes=(1, 2))
-        weight = blur(masks)  # [N, H, W, 1]: 1 per known pixel at the centre, less further away
-        mean = blur(images * masks) / np.maximum(weight, 1e-3)
+        centre = gaussian_kernel(sigma, radius)[radius] ** 2  # the 2-D kernel's centre tap
+        blur = lambda x, s=sigma, r=radius: gaussian_blur(x, s, r, axes=(1, 2))
+        weight = blur(masks) / centre  # [N, H, W, 1]: 1 per known pixel at the centre, less further away
+        mean = blur(images * masks) / centre / np.maximum(weight, 1e-3)
         reached = todo & (weight > 1e-3)
         out = np.where(reached, mean, out)
         todo = todo & ~reached

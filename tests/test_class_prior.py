@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from dcgan_tf.class_prior import find_classifier, known_pixels_log_prior, log_softmax
+from dcgan_tf.class_prior import find_classifier, known_pixels_log_prior, log_softmax, trained_on_holes
 from dcgan_tf.masks import make_mask, smooth_fill
 
 
@@ -39,3 +39,12 @@ def test_classifier_is_found_next_to_the_run(tmp_path):
     assert find_classifier(str(run), "fashion_mnist") == str(folder)  # an empty folder is no classifier
     (masked / "classifier.json").write_text(json.dumps({}))
     assert find_classifier(str(run), "fashion_mnist") == str(masked)  # the --mask_augment one first
+
+
+def test_trained_on_holes_reads_the_saved_settings(tmp_path):
+    for name, metadata in (("holes", {"mask_augment": 0.8}), ("plain", {"mask_augment": 0.0}), ("old", {})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "classifier.json").write_text(json.dumps({"metadata": metadata}))
+    assert trained_on_holes(str(tmp_path / "holes"))
+    assert not trained_on_holes(str(tmp_path / "plain")) and not trained_on_holes(str(tmp_path / "old"))
+    assert not trained_on_holes(str(tmp_path / "missing"))
