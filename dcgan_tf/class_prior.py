@@ -5,6 +5,8 @@ completion.Completer ranks a conditional model's classes by
 both probabilities from the classifier found here (dcgan_tf.classifier). This module gives the second: the
 classifier looking at the known pixels, each hole filled by a smooth interpolation of the known pixels around it
 (masks.smooth_fill, a normalised convolution), so that it sees an image rather than a grey hole or 80% grey noise.
+A `lowres` mask has no hole, but the completion knows only block means: the classifier then sees those
+(masks.lowres_view), never the full-resolution original.
 
 `find_classifier` looks next to the run: `<checkpoints>/classifier_<dataset>_masked`, where
 `python -m dcgan_tf.classifier --mask_augment 0.8` saves a classifier that has also learnt such filled images,
@@ -19,7 +21,7 @@ import os
 import numpy as np
 
 from dcgan_tf.config import MASKED_CLASSIFIER_SUFFIX
-from dcgan_tf.masks import smooth_fill
+from dcgan_tf.masks import lowres_view, smooth_fill
 
 KNOWN_PIXELS_WEIGHT = 0.5  # the known-pixels prior's share, relative to each class's completion being classified
 
@@ -31,9 +33,12 @@ def log_softmax(logits) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
-def known_pixels_log_prior(classify, images, masks) -> np.ndarray:
-    """log p(class | known pixels) [N, K]: classify ([N, H, W, C] -> [N, K] logits) on the smooth fill."""
-    return log_softmax(classify(smooth_fill(images, masks)))
+def known_pixels_log_prior(classify, images, masks, pool: int = 1) -> np.ndarray:
+    """log p(class | known pixels) [N, K]: classify ([N, H, W, C] -> [N, K] logits) on the smooth fill.
+
+    pool: the completion's block size (masks.context_pool; > 1 for lowres): the classifier sees the block means.
+    """
+    return log_softmax(classify(smooth_fill(lowres_view(images, pool), masks)))
 
 
 def find_classifier(checkpoint_dir: str, dataset: str) -> str | None:
@@ -56,9 +61,9 @@ def trained_on_holes(path: str) -> bool:
         return False
 
 
-def weighted_known_pixels_prior(classify, images, masks) -> np.ndarray:
+def weighted_known_pixels_prior(classify, images, masks, pool: int = 1) -> np.ndarray:
     """KNOWN_PIXELS_WEIGHT * known_pixels_log_prior: the class_prior that complete.py gives the Completer."""
-    return KNOWN_PIXELS_WEIGHT * known_pixels_log_prior(classify, images, masks)
+    return KNOWN_PIXELS_WEIGHT * known_pixels_log_prior(classify, images, masks, pool)
 
 
 def load_classify(classifier_dir: str, checkpoint_dir: str, dataset: str):

@@ -358,7 +358,7 @@ def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig,
     seeds = [int(np.random.SeedSequence([cfg.seed, item.key]).generate_state(1)[0]) for item in batch]
     labels = None if cfg.label is None else np.full(len(batch), cfg.label)
     images, masks = np.stack([it.image for it in batch]), np.stack([it.known for it in batch])
-    prior = None if classify is None else weighted_known_pixels_prior(classify, images, masks)
+    prior = None if classify is None else weighted_known_pixels_prior(classify, images, masks, completer.pool)
     return completer(images, masks, labels, seeds=seeds, n_iter=cfg.n_iter, num_restarts=cfg.num_restarts,
                      snapshot_every=cfg.out_interval, on_progress=on_progress, class_search=cfg.class_search,
                      pilot_iter=cfg.pilot_iter or None, top_k=cfg.top_k, class_prior=prior, classify=classify,

@@ -27,7 +27,7 @@ from dcgan_tf.class_prior import log_softmax
 from dcgan_tf.config import APPROACHES, CLASS_SEARCHES, DEFAULT_PRIOR_WEIGHT
 from dcgan_tf.latent import sample_z, z_range
 from dcgan_tf.losses import generator_loss
-from dcgan_tf.masks import gaussian_blur
+from dcgan_tf.masks import gaussian_blur, lowres_view
 from dcgan_tf.model import apply_discriminator, apply_generator
 
 LOSS_NAMES = ("contextual", "perceptual", "total")
@@ -318,13 +318,14 @@ class Completer:
 
     def _load(self, images: np.ndarray, weights: np.ndarray, masks: np.ndarray) -> None:
         self.n = len(images)
-        self._images, self._masks = images, masks
+        self._images, self._masks = lowres_view(images, self.pool), masks  # what the consistency term may see
         self.target.assign(self._pad(images))
         self.weights.assign(self._pad(weights))
         self.valid.assign(self._pad(np.ones(self.n)))
 
     def _consistency(self, classify, generated, label_ids) -> np.ndarray:
-        """[n] log p(label_ids | the loaded images with G(z) pasted into their holes), by classify."""
+        """[n] log p(label_ids | the loaded images with G(z) pasted into their holes), by classify; with pool > 1
+        (lowres) the images are their block means, all the completion knows of them."""
         log_p = log_softmax(classify(paste(self._images, generated, self._masks)))
         return log_p[np.arange(len(label_ids)), label_ids]
 

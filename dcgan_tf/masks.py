@@ -207,8 +207,18 @@ def upsample_blocks(pooled: np.ndarray, factor: int, height: int, width: int) ->
     return up[..., :height, :width, :]
 
 
+def lowres_view(images: np.ndarray, pool: int) -> np.ndarray:
+    """What a `lowres` completion knows of [..., H, W, C] images: each pool x pool block's mean, upsampled
+    (nearest); the images themselves for pool 1. Whatever chooses a class must see only this."""
+    images = np.asarray(images, np.float32)
+    if pool == 1:
+        return images
+    height, width = images.shape[-3:-1]
+    return upsample_blocks(block_mean(images, pool), pool, height, width).astype(np.float32)
+
+
 def masked_view(image: np.ndarray, known: np.ndarray, pool: int = 1, fill: float = 1.0) -> np.ndarray:
     """What the completion sees, for display: missing pixels set to `fill` (white); block means for lowres."""
     if pool > 1:
-        return upsample_blocks(block_mean(image, pool), pool, image.shape[0], image.shape[1]).astype(np.float32)
+        return lowres_view(image, pool)
     return np.where(known > 0, image, fill).astype(np.float32)

@@ -202,6 +202,36 @@ def test_label_free_uses_the_classifier_next_to_the_run_as_a_prior(tmp_path, ima
     assert [off["images"][n]["label"] for n in ("a", "b")] == list(loss_only.labels)
 
 
+def test_lowres_class_prior_sees_only_the_block_means(tmp_path):
+    """complete_batch gives the Completer a class prior computed on what a lowres completion knows."""
+    from dcgan_tf.complete_cli import Item, complete_batch
+
+    class Recorder:  # stands in for the Completer: keeps what it is given
+        pool = 4
+
+        def __call__(self, images, masks, labels, **kwargs):
+            self.prior = kwargs["class_prior"]
+
+    rs = np.random.RandomState(0)
+    image = rs.uniform(-0.4, 0.4, (SIZE, SIZE, 1)).astype(np.float32)
+    noise = rs.uniform(-0.5, 0.5, image.shape).astype(np.float32)
+    for rows in (slice(0, 4), slice(4, 8)):  # zero mean in every 4x4 block: the same block means
+        for cols in (slice(0, 4), slice(4, 8)):
+            noise[rows, cols] -= noise[rows, cols].mean()
+    known = np.ones((SIZE, SIZE, 1), np.float32)
+    weights = rs.normal(size=(SIZE * SIZE, 10))
+    classify = lambda x: np.square(np.reshape(x, (len(x), -1))) @ weights  # not linear in the pixels
+    priors = []
+    for pixels in (image, image + noise):
+        completer = Recorder()
+        batch = [Item("a.png", "a", pixels, known), Item("b.png", "b", image, known)]
+        complete_batch(completer, batch, config("x", [], tmp_path, mask_type="lowres", lowres_factor=4), "",
+                       classify)
+        priors.append(completer.prior)
+    np.testing.assert_allclose(priors[0], priors[1], atol=1e-6)
+    assert not np.allclose(classify(image[None]), classify((image + noise)[None]), atol=1e-3)
+
+
 def test_bad_input_gives_one_line_errors(run_dir, images, tmp_path):
     with pytest.raises(DcganError, match="no trained run in .*nothing: train one first"):
         run_completion(config(str(tmp_path / "nothing"), images, tmp_path))

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from run_factory import make_run
 
+from dcgan_tf.class_prior import weighted_known_pixels_prior
 from dcgan_tf.completion import (
     Completer,
     adam_update,
@@ -24,7 +25,7 @@ from dcgan_tf.completion import (
     ssim_map,
 )
 from dcgan_tf.losses import generator_loss
-from dcgan_tf.masks import make_mask
+from dcgan_tf.masks import block_mean, make_mask, upsample_blocks
 from dcgan_tf.runs import load_run
 
 SIZE, Z_DIM = 8, 8
@@ -341,6 +342,42 @@ def test_classify_scores_each_class_on_its_own_completion(conditional_dcgan):
     seen.clear()
     completer(images, masks, np.array([1, 2, 3]), n_iter=2, classify=classify, prior_weight=1.0)
     assert not seen  # a given class is not scored
+
+
+def same_block_means(images, pool, seed=1):
+    """Other images with the same pool x pool block means: `images` plus a zero-mean pattern in every block."""
+    noise = np.random.RandomState(seed).uniform(-0.5, 0.5, images.shape)
+    noise -= upsample_blocks(block_mean(noise, pool), pool, images.shape[1], images.shape[2])
+    return (images + noise).astype(np.float32)
+
+
+def test_lowres_class_choice_sees_only_the_block_means(conditional_dcgan):
+    run, pool = conditional_dcgan, 4
+    completer = Completer(run.generator, run.discriminator, batch_size=4, z_dim=Z_DIM, y_dim=10, pool=pool)
+    images = 0.4 * random_images(3, c_dim=1)
+    other = same_block_means(images, pool)
+    masks = np.stack([make_mask("lowres", SIZE, SIZE, rng=None)] * 3)  # all ones: nothing says what is known
+    weights = np.random.RandomState(2).normal(size=(SIZE * SIZE, 10))
+    seen = []
+
+    def classify(x):  # not linear in the pixels, so block means alone do not fix its output
+        seen.append(np.array(x))
+        return np.square(np.reshape(x, (len(x), -1))) @ weights
+
+    prior = weighted_known_pixels_prior(classify, images, masks, pool)
+    np.testing.assert_allclose(weighted_known_pixels_prior(classify, other, masks, pool), prior, atol=1e-6)
+    full_resolution = weighted_known_pixels_prior(classify, images, masks)  # what an unpooled completion sees
+    assert not np.allclose(weighted_known_pixels_prior(classify, other, masks), full_resolution, atol=1e-3)
+    seen.clear()
+    found = completer(images, masks, None, n_iter=2, pilot_iter=1, top_k=2, class_prior=prior, classify=classify)
+    seen_images = list(seen)
+    seen.clear()
+    found_other = completer(other, masks, None, n_iter=2, pilot_iter=1, top_k=2, class_prior=prior,
+                            classify=classify)
+    assert len(seen) == len(seen_images) == 10 + 2  # the consistency term: every class, then the two in full
+    for a, b in zip(seen_images, seen):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_array_equal(found.labels, found_other.labels)
 
 
 def test_one_full_run_takes_the_runner_up_from_the_pilot(conditional_dcgan):

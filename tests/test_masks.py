@@ -93,6 +93,16 @@ def test_block_mean_handles_partial_blocks():
     assert masks.upsample_blocks(pooled, 8, 10, 10).shape == (10, 10, 1)
 
 
+def test_lowres_view_is_the_block_means_of_a_batch_and_masked_view_shows_it():
+    x = np.random.RandomState(0).uniform(-1, 1, (2, 10, 10, 3))
+    view = masks.lowres_view(x, 4)
+    assert view.shape == x.shape and view.dtype == np.float32
+    np.testing.assert_allclose(view[1, :4, :4], np.broadcast_to(x[1, :4, :4].mean((0, 1)), (4, 4, 3)), rtol=1e-6)
+    np.testing.assert_allclose(view[0, 8:, 8:], np.broadcast_to(x[0, 8:, 8:].mean((0, 1)), (2, 2, 3)), rtol=1e-6)
+    np.testing.assert_array_equal(masks.masked_view(x[1], generated("lowres", 10), 4), view[1])
+    np.testing.assert_array_equal(masks.lowres_view(x, 1), x.astype(np.float32))
+
+
 def test_masked_view_fills_missing_with_white():
     image = np.zeros((8, 8, 3), np.float32)
     view = masks.masked_view(image, generated("center", 8))
