@@ -17,6 +17,24 @@ from absl import app, flags
 from dcgan_tf import quiet
 from dcgan_tf.errors import DcganError
 
+
+class AutoBooleanParser(flags.BooleanParser):
+    """A boolean flag's parser that also takes `auto` (None: the program decides from the machine), so a `bool |
+    None` setting reads `--flag`, `--noflag`, `--flag=true|false|auto`."""
+
+    def parse(self, argument):
+        if isinstance(argument, str) and argument.lower() == "auto":
+            return None
+        return super().parse(argument)
+
+
+def define_auto_boolean(name: str, default: bool | None, help_text: str, *, flag_values: flags.FlagValues,
+                        module_name: str) -> None:
+    """An absl boolean flag whose value may also be `auto` (None)."""
+    flag = flags.Flag(AutoBooleanParser(), flags.ArgumentSerializer(), name, default, help_text, boolean=True)
+    flags.DEFINE_flag(flag, flag_values, module_name=module_name)
+
+
 _DEFINE = {"bool": flags.DEFINE_boolean, "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
            "str": flags.DEFINE_string}
 
@@ -26,8 +44,8 @@ def define_flags(config_cls: type, *, exclude: Iterable[str] = (), flag_values: 
     """Defines an absl flag for every field of the dataclass `config_cls` made with `config.setting`.
 
     The flag's type comes from the field's annotation (bool, int, float, str, each optionally `| None`), an
-    enum flag from the field's choices. The flags belong to the calling module, so a program's `--help` lists
-    them as its own.
+    enum flag from the field's choices; a `bool | None` field takes `auto` for None. The flags belong to the
+    calling module, so a program's `--help` lists them as its own.
     """
     caller = sys._getframe(1).f_globals.get("__name__", "")
     module_name = sys.argv[0] if caller == "__main__" else caller  # absl's name for the main module
@@ -38,7 +56,9 @@ def define_flags(config_cls: type, *, exclude: Iterable[str] = (), flag_values: 
         kind = str(field.type).removesuffix(" | None")
         if help_text is None or kind not in _DEFINE:
             raise TypeError(f"{config_cls.__name__}.{field.name}: not a setting() of bool, int, float or str")
-        if choices is not None:
+        if str(field.type) == "bool | None":  # None is `auto`
+            define_auto_boolean(field.name, field.default, help_text, flag_values=flag_values, module_name=module_name)
+        elif choices is not None:
             flags.DEFINE_enum(field.name, field.default, [str(c) for c in choices], help_text,
                               flag_values=flag_values, module_name=module_name)
         else:

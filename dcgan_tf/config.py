@@ -51,10 +51,11 @@ def setting(default: Any, help_text: str, *, choices: Any = None) -> Any:
 
 
 # Named recipes: flag values a preset sets unless the flag is given explicitly. "tuned" is the best recipe found
-# for conditional Fashion-MNIST / MNIST within 18 CPU-minutes (bench/recipes.py; README "Recipes").
+# for conditional Fashion-MNIST / MNIST within 18 CPU-minutes (bench/recipes.py; README "Recipes"); its precision
+# is auto (None): mixed only where the hardware computes it fast (hardware.resolve_precision).
 PRESETS: dict[str, dict[str, Any]] = {
     "none": {},
-    "tuned": {"mixed_precision": True, "g_ema": 0.999, "g_steps": 1, "learning_rate_d": 0.0004,
+    "tuned": {"mixed_precision": None, "g_ema": 0.999, "g_steps": 1, "learning_rate_d": 0.0004,
               "learning_rate_g": 0.0002},
 }
 
@@ -120,7 +121,10 @@ class TrainConfig:
     preset: str = setting("none", "A named recipe that sets several flags (see flags.md); flags you give explicitly "
                                   "win.", choices=PRESETS)
     # Speed
-    mixed_precision: bool = setting(False, "bfloat16 compute on CPU, float16 with loss scaling on GPU.")
+    mixed_precision: bool | None = setting(None, "Mixed precision: bfloat16 compute on CPU, float16 with loss scaling "
+                                                 "on GPU; auto: on where this hardware computes it fast (a CPU with "
+                                                 "avx512_bf16 or amx_bf16, a GPU of compute capability >= 7.0); a "
+                                                 "resumed run keeps its precision.")
     jit_compile: bool | None = setting(None, "Compile the train step with XLA; default (auto): on with a GPU under "
                                              "--strategy default, off on CPU (slower there for transposed convs).")
     strategy: str = setting("default", "default (one device), mirrored (every local GPU) or multi_worker (the machines "

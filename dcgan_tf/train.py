@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from dcgan_tf import __version__, distribute
+from dcgan_tf import __version__, distribute, hardware
 from dcgan_tf.atomic import write_json_atomic
 from dcgan_tf.checkpoint import TrainState, create_checkpoint, restore_latest, save_checkpoint
 from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_saved_flags
@@ -228,6 +228,57 @@ def resolve_jit_compile(cfg: TrainConfig, gpus: int | None = None) -> TrainConfi
     return dataclasses.replace(cfg, jit_compile=bool(gpus))
 
 
+def resolve_mixed_precision(cfg: TrainConfig, saved: dict | None,
+                            precision: hardware.Precision | None = None) -> tuple[TrainConfig, hardware.Precision]:
+    """`cfg` with --mixed_precision auto (None) decided, and the Precision that runs; logs the choice in one line.
+
+    A resumed run (`saved`: its FLAGS.json) keeps the precision it was trained with unless the command gives
+    --mixed_precision. Mixed precision forced on hardware without fast kernels for it runs after a warning.
+
+    Args:
+      precision: the machine's answer (hardware.resolve_precision); default: asked now.
+    """
+    kept = cfg.mixed_precision is None and saved is not None and isinstance(saved.get("mixed_precision"), bool)
+    requested = saved["mixed_precision"] if kept else cfg.mixed_precision
+    if precision is None:
+        precision = hardware.resolve_precision(requested)
+    if kept:
+        precision = dataclasses.replace(precision, reason="the precision this run was trained with (--mixed_precision "
+                                                          "changes it)")
+    warning = hardware.slow_precision_warning(precision)
+    if warning:
+        logging.warning("%s", warning)
+    logging.info("compute: %s (%s); %s", precision.name, precision.reason, hardware.onednn_status())
+    return dataclasses.replace(cfg, mixed_precision=precision.mixed), precision
+
+
+def with_xla_fallback(step, make_plain_step):
+    """`step` (compiled with XLA), or, if its first call fails to compile, `make_plain_step()` after a warning.
+
+    For --jit_compile auto: XLA is tried where it usually helps (a GPU), and a step XLA cannot compile still
+    trains. Compilation errors come before any variable is updated, so the plain step starts from the same state.
+    Errors after the first call, and errors the plain step raises too, propagate.
+    """
+    current, tried = step, False
+
+    def call(*args):
+        nonlocal current, tried
+        if tried:
+            return current(*args)
+        try:
+            out = current(*args)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as e:
+            reason = (e.message or type(e).__name__).strip().splitlines()[0][:200]
+            logging.warning("XLA could not compile the train step (%s); continuing without XLA (--nojit_compile "
+                            "skips the attempt)", reason)
+            current = make_plain_step()
+            out = current(*args)
+        tried = True
+        return out
+
+    return call
+
+
 def decayed_learning_rate(base: float, cfg: TrainConfig, epoch: int) -> float:
     """Step decay: base * lr_decay ** (epoch // lr_decay_every)."""
     if cfg.lr_decay_every <= 0:
@@ -383,15 +434,19 @@ def create_training(cfg: TrainConfig, c_dim: int, y_dim: int, paths: RunPaths,
 def train(cfg: TrainConfig) -> TrainResult:
     """Trains (or resumes) the run described by `cfg`. Returns the final step, epoch and metrics."""
 
-    cfg = resolve_jit_compile(cfg.validate())  # FLAGS.json records what ran
+    cfg = cfg.validate()
+    auto_jit = cfg.jit_compile is None
+    cfg = resolve_jit_compile(cfg)  # FLAGS.json records what ran
     # Data loading counts; under multi_worker the chief's deadline stops every worker (distribute.chief_decides).
     deadline = time.perf_counter() + 60 * cfg.max_minutes if cfg.max_minutes else None
     strategy = distribute.create_strategy(cfg.strategy)  # first: multi_worker configures TensorFlow's runtime
     distribute.check_batch_size(cfg.batch_size, strategy, cfg.strategy)
     chief = distribute.is_chief(strategy)  # only the chief writes the run's files
     paths = RunPaths.from_config(cfg)
+    cfg, precision = resolve_mixed_precision(cfg, read_saved_flags(paths))  # FLAGS.json records the resolved one
     data = load_train_data(cfg, seed=cfg.seed)
-    facts = {"c_dim": data.c_dim, "y_dim": data.y_dim, "num_examples": data.num_examples}
+    facts = {"c_dim": data.c_dim, "y_dim": data.y_dim, "num_examples": data.num_examples,
+             "precision": precision.name}
     if chief:
         write_run_flags(cfg, paths, facts)
     keras.utils.set_random_seed(cfg.seed)
@@ -417,6 +472,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     evaluate = create_training_evaluator(cfg, data.c_dim, data.y_dim) if chief else None  # before step 0
     rng = state.rng if strategy is None else distribute.GlobalBatchGenerator(state.rng)
     train_step = make_train_step(G, D, g_opt, d_opt, rng, cfg, nan_skipped=state.nan_skipped, ema=training.ema)
+    if auto_jit and cfg.jit_compile:
+        plain = dataclasses.replace(cfg, jit_compile=False)
+        train_step = with_xla_fallback(train_step, lambda: make_train_step(
+            G, D, g_opt, d_opt, rng, plain, nan_skipped=state.nan_skipped, ema=training.ema))
     train_step = distribute.distribute_train_step(strategy, train_step)
     writer = tf.summary.create_file_writer(paths.run_dir) if chief else tf.summary.create_noop_writer()
     scalars: dict[str, float] = {}

@@ -22,7 +22,8 @@ def tiny_config(root, *, conditional: bool = False, size: int = 16, c_dim: int =
     """A TrainConfig for a tiny model whose outputs all go under `root`."""
     fields = dict(dataset="tiny", output_height=size, input_height=size, z_dim=8, gf_dim=4, df_dim=4,
                   gfc_dim=16, dfc_dim=16, batch_size=4, conditional=conditional, out_dir=f"{root}/out",
-                  checkpoint_dir=f"{root}/checkpoints", sample_dir=f"{root}/samples", sample_num=8)
+                  checkpoint_dir=f"{root}/checkpoints", sample_dir=f"{root}/samples", sample_num=8,
+                  mixed_precision=False)  # float32 on every CPU kind; auto is tested in test_hardware.py
     fields.update(overrides)
     return TrainConfig(**fields).validate()
 

@@ -22,7 +22,8 @@ def tiny_train_config(folder, tmp_path, **overrides):
     fields = dict(dataset=folder.name, data_dir=str(folder.parent), input_fname_pattern="*.png", input_height=16,
                   output_height=16, z_dim=8, gf_dim=4, df_dim=4, batch_size=4, epoch=1, log_freq=2,
                   sample_freq=3, ckpt_freq=100, sample_num=6, out_dir=str(tmp_path / "out"),
-                  checkpoint_dir=str(tmp_path / "ck"), sample_dir=str(tmp_path / "samples"))
+                  checkpoint_dir=str(tmp_path / "ck"), sample_dir=str(tmp_path / "samples"),
+                  mixed_precision=False)  # float32 on every CPU kind; auto is tested in test_hardware.py
     fields.update(overrides)
     return TrainConfig(**fields)
 
