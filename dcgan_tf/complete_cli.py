@@ -1,6 +1,7 @@
 """Everything `complete.py` does besides parsing flags: finding images and masks, batches, files, summary.json.
 
-`run_completion(cfg)` loads the run from `--checkpoint_dir`, prepares each image exactly as training did
+`run_completion(cfg)` loads the run from `--checkpoint_dir` (of a folder of runs, the newest of those that fit the
+images best: `choose_run`), prepares each image exactly as training did
 (data.load_image with the run's size, crop and channels), draws or reads its mask, completes the images
 batch by batch with one compiled `Completer`, and writes per image, into `<out_dir>/<name>/`:
   input.png, masked.png, mask.png (white = known), generated.png (G(z*)), completion.png,
@@ -34,7 +35,7 @@ from dcgan_tf.blend import PoissonBlender, paste
 from dcgan_tf.class_prior import load_classify, trained_on_holes, weighted_known_pixels_prior
 from dcgan_tf.completion import LOSS_NAMES, Completer, psnr, ssim
 from dcgan_tf.config import CompleteConfig
-from dcgan_tf.decode import displayed_size, load_image
+from dcgan_tf.decode import detect_channels, displayed_size, load_image
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.images import as_written, make_grid, save_gif, save_image
 from dcgan_tf.masks import (
@@ -303,19 +304,62 @@ def create_completer(cfg: CompleteConfig, run, batch_size: int) -> Completer:
                      pool=context_pool(cfg.mask_type, cfg.lowres_factor))
 
 
-def load_checked_run(cfg: CompleteConfig):
-    """load_run of the run `--checkpoint_dir` names (itself, or the newest run in it), --label checked."""
-    folder, runs = find_run(cfg.checkpoint_dir)
-    if len(runs) > 1:
-        logging.info("%d runs in %s; using the most recently written: %s", len(runs), cfg.checkpoint_dir, folder)
-    elif runs:
-        logging.info("using the run in %s: %s", cfg.checkpoint_dir, folder)
+def load_checked_run(cfg: CompleteConfig, paths: list[str] = ()):
+    """load_run of the run `--checkpoint_dir` names (itself, or the run in it that best fits the images at
+    `paths`, see choose_run), --label checked."""
+    folder = choose_run(cfg.checkpoint_dir, paths)
     run = load_run(folder)
     if cfg.label is not None and not run.y_dim:
         raise FlagError("label", f"the model in {folder} is not conditional; leave --label out")
     if cfg.label is not None and not 0 <= cfg.label < run.y_dim:
         raise FlagError("label", f"must be a class in [0, {run.y_dim}), got {cfg.label}")
     return run
+
+
+def image_facts(paths: list[str]) -> tuple[int, set]:
+    """The images' channels as training would read them (decode.detect_channels: 1 or 3) and their (width,
+    height) sizes; unreadable files are left out (they are reported when loaded)."""
+    sizes = {size for size in map(_image_size, paths) if size is not None}
+    return detect_channels(paths), sizes
+
+
+def misfits(flags: dict, channels: int, sizes: set) -> list[str]:
+    """How a run (its FLAGS.json) does not fit images with `channels` and `sizes` (image_facts); [] = it fits.
+
+    The size fits when every image is at the run's output size, or, for a run trained on centre crops, at least
+    as large as the crop (other images are resized, or skipped as smaller than the crop).
+    """
+    out = (int(flags["output_width"]), int(flags["output_height"]))
+    crop = (int(flags["input_width"] or flags["input_height"]), int(flags["input_height"])) if flags.get("crop") \
+        else None
+    size_fits = lambda w, h: (w, h) == out or (crop is not None and w >= crop[0] and h >= crop[1])
+    channel_words = lambda c: f"{c} channel" + ("s" if c != 1 else "")
+    found = [] if int(flags["c_dim"]) == channels else [
+        f"{channel_words(int(flags['c_dim']))}, the images have {channels}"]
+    if not all(size_fits(*size) for size in sizes):
+        rule = f"{out[0]}x{out[1]} images" + (f" or at least its {crop[0]}x{crop[1]} crop" if crop else "")
+        found.append(f"made for {rule}")
+    return found
+
+
+def choose_run(checkpoint_dir: str, paths: list[str]) -> str:
+    """runs.find_run preferring runs whose channels and size fit the images; with several runs the choice and
+    the other candidates are logged at WARNING, with the flag that picks one."""
+    facts = image_facts(paths) if paths else None
+    fit = lambda run: [] if facts is None else misfits(run.flags, *facts)
+    folder, runs = find_run(checkpoint_dir, prefer=lambda run: -len(fit(run)))
+    if not runs:
+        return folder
+    if len(runs) == 1:
+        logging.info("using the run in %s: %s", checkpoint_dir, folder)
+        return folder
+    describe = lambda run: f"{run.path} ({'; '.join(fit(run)) or 'fits the images'})"
+    chosen = next(run for run in runs if run.path == folder)
+    others = sorted((run for run in runs if run.path != folder), key=lambda run: -run.written)
+    logging.warning("%d runs in %s; using %s, the most recently written of those that fit best; the others: %s. "
+                    "Pick one with --checkpoint_dir", len(runs), checkpoint_dir, describe(chosen),
+                    ", ".join(map(describe, others)))
+    return folder
 
 
 def shared_mask_of(cfg: CompleteConfig, run):
@@ -387,8 +431,8 @@ def run_completion(cfg: CompleteConfig) -> dict:
       the summary written to summary.json.
     """
     cfg.validate()
-    run = load_checked_run(cfg)
     paths = resolve_image_paths(cfg.imgs)
+    run = load_checked_run(cfg, paths)
     if not paths:
         raise FlagError("imgs", f"no images matched {', '.join(cfg.imgs) or '(nothing given)'}")
     classify, classifier = create_classify(cfg, run)

@@ -57,27 +57,61 @@ def is_run_folder(folder: str) -> bool:
     return os.path.isfile(os.path.join(folder, "FLAGS.json")) and tf.train.latest_checkpoint(folder) is not None
 
 
-def find_run(checkpoint_dir: str) -> tuple[str, list[str]]:
-    """The run to use for `--checkpoint_dir`: the folder itself if it is a run, else the run folder inside it.
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+    """A run found by `find_run`: its checkpoint folder, its FLAGS.json and when its latest checkpoint was written."""
 
-    With several runs inside, the one whose latest checkpoint was written most recently is taken.
+    path: str
+    flags: dict
+    written: float  # modification time of the latest checkpoint's .index file
+
+
+def scan_run(folder: str) -> RunFolder | None:
+    """The run in `folder`, or None when it holds none.
+
+    A run that is training rotates its checkpoints: one can vanish between reading the checkpoint state and
+    reading its files. The state is then read again once, and a run still changing is left out (None).
+    """
+    flags_path = os.path.join(folder, "FLAGS.json")
+    if not os.path.isfile(flags_path):
+        return None
+    for _ in range(2):
+        try:
+            latest = tf.train.latest_checkpoint(folder)
+            if latest is None:
+                return None
+            written = os.path.getmtime(latest + ".index")
+            with open(flags_path) as f:
+                return RunFolder(folder, json.load(f), written)
+        except (OSError, ValueError, tf.errors.OpError):
+            continue
+    return None
+
+
+def find_run(checkpoint_dir: str, prefer=None) -> tuple[str, list[RunFolder]]:
+    """The run to use for `--checkpoint_dir`: the folder itself if it is a run, else a run folder inside it.
+
+    Args:
+      checkpoint_dir: a run's checkpoint folder, or a folder of them.
+      prefer: RunFolder -> a number, higher for a run that suits the caller better; among several runs the
+        highest is taken, and of those the one whose latest checkpoint was written most recently.
 
     Returns:
-      (the run's checkpoint folder, every run folder found; [] when checkpoint_dir is itself a run).
+      (the run's checkpoint folder, every run found inside; [] when checkpoint_dir is itself a run).
 
     Raises:
       DcganError: no run in or at checkpoint_dir; the message says how to train one.
     """
-    if is_run_folder(checkpoint_dir):
+    if scan_run(checkpoint_dir) is not None:
         return checkpoint_dir, []
     names = sorted(os.listdir(checkpoint_dir)) if os.path.isdir(checkpoint_dir) else []
-    runs = [os.path.join(checkpoint_dir, n) for n in names if is_run_folder(os.path.join(checkpoint_dir, n))]
+    runs = [run for run in (scan_run(os.path.join(checkpoint_dir, n)) for n in names) if run is not None]
     if not runs:
         raise DcganError(f"no trained run in {checkpoint_dir}: train one first (e.g. python main.py --dataset "
                          "fashion_mnist --input_height 28 --output_height 28 --train) or point "
                          "--checkpoint_dir at a run's folder")
-    newest = max(runs, key=lambda run: os.path.getmtime(tf.train.latest_checkpoint(run) + ".index"))
-    return newest, runs
+    best = max(runs, key=lambda run: (prefer(run) if prefer else 0, run.written))
+    return best.path, runs
 
 
 def load_run(checkpoint_dir: str, cfg: TrainConfig | None = None, *, use_ema: bool = True) -> TrainedRun:
@@ -98,9 +132,16 @@ def load_run(checkpoint_dir: str, cfg: TrainConfig | None = None, *, use_ema: bo
     # A run trained with --g_ema is used through its averaged generator, everywhere.
     g_key = "generator_ema" if saved_cfg.g_ema > 0 and use_ema else "generator"
     ckpt = tf.train.Checkpoint(**{g_key: G}, discriminator=D, step=step)
-    path = restore_latest(ckpt, checkpoint_dir, partial=True)
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    try:
+        path = restore_latest(ckpt, checkpoint_dir, partial=True)
+    except DcganError:
+        if tf.train.latest_checkpoint(checkpoint_dir) == latest:
+            raise
+        path = restore_latest(ckpt, checkpoint_dir, partial=True)  # the run saved meanwhile and rotated that one
     flags = {**flags, "step": int(step.numpy())}
     return TrainedRun(G, D, saved_cfg, flags, path, checkpoint_dir)
 
 
-__all__ = ["TrainedRun", "find_run", "is_run_folder", "load_run", "read_run_flags", "create_checkpoint"]
+__all__ = ["RunFolder", "TrainedRun", "find_run", "is_run_folder", "load_run", "read_run_flags", "scan_run",
+           "create_checkpoint"]

@@ -305,16 +305,115 @@ def test_design_card_command_uses_the_one_run_in_checkpoints(tmp_path, images):
     assert (tmp_path / "completions" / "a" / "completion.png").is_file()
 
 
-def test_several_runs_take_the_most_recently_written_and_say_which(tmp_path, images, caplog):
-    for name, mtime in (("newer", 2_000_000_000), ("older", 1_000_000_000)):
-        _, paths, _, _ = make_run(tmp_path, size=SIZE, out_name=name)
+def make_runs(root, *specs):
+    """Saves runs `(out_name, mtime, make_run keywords)` under root/checkpoints, each checkpoint dated mtime."""
+    for name, mtime, kwargs in specs:
+        _, paths, _, _ = make_run(root, out_name=name, **{"size": SIZE, **kwargs})
         for f in os.listdir(paths.checkpoint_dir):
             os.utime(os.path.join(paths.checkpoint_dir, f), (mtime, mtime))
+    return root / "checkpoints"
+
+
+def test_several_runs_take_the_most_recently_written_and_say_which(tmp_path, images, caplog):
+    checkpoints = make_runs(tmp_path, ("newer", 2_000_000_000, {}), ("older", 1_000_000_000, {}))
     caplog.set_level("INFO", logger="absl")  # absl sets its own level when flags are parsed
-    summary = run_completion(config(str(tmp_path / "checkpoints"), images[:1], tmp_path / "out"))
-    assert os.path.dirname(summary["settings"]["checkpoint"]) == str(tmp_path / "checkpoints" / "newer")
-    assert f"2 runs in {tmp_path / 'checkpoints'}; using the most recently written: " in caplog.text
-    assert find_run(str(tmp_path / "checkpoints" / "older")) == (str(tmp_path / "checkpoints" / "older"), [])
+    summary = run_completion(config(str(checkpoints), images[:1], tmp_path / "out"))
+    assert os.path.dirname(summary["settings"]["checkpoint"]) == str(checkpoints / "newer")
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "runs in" in r.getMessage()]
+    assert warning.startswith(f"2 runs in {checkpoints}; using {checkpoints / 'newer'} (made for 8x8 images), the "
+                              "most recently written of those that fit best; the others: "
+                              f"{checkpoints / 'older'} (made for 8x8 images). Pick one with --checkpoint_dir")
+    assert find_run(str(checkpoints / "older")) == (str(checkpoints / "older"), [])
+
+
+@pytest.fixture
+def rgb_8x8(tmp_path):
+    path = tmp_path / "rgb.png"
+    Image.fromarray(np.random.RandomState(1).randint(0, 256, (SIZE, SIZE, 3), np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("newer", [{"c_dim": 1}, {"size": 16}, {"size": 16, "crop": True, "input_height": 32}])
+def test_a_run_that_fits_the_images_wins_over_a_newer_one(tmp_path, rgb_8x8, caplog, newer):
+    checkpoints = make_runs(tmp_path, ("newer", 2_000_000_000, newer), ("fits", 1_000_000_000, {}))
+    caplog.set_level("INFO", logger="absl")
+    summary = run_completion(config(str(checkpoints), [rgb_8x8], tmp_path / "out"))
+    assert os.path.dirname(summary["settings"]["checkpoint"]) == str(checkpoints / "fits")
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert f"using {checkpoints / 'fits'} (fits the images)" in warning and "--checkpoint_dir" in warning
+    reason = {"c_dim": "1 channel, the images have 3", "size": "made for 16x16 images"}[next(iter(newer))]
+    assert f"the others: {checkpoints / 'newer'} ({reason}" in warning
+
+
+def test_misfits_name_the_channels_and_the_size_or_crop_rule():
+    from dcgan_tf.complete_cli import misfits
+
+    flags = {"c_dim": 3, "output_width": 8, "output_height": 8, "input_height": 16, "input_width": 16, "crop": False}
+    assert misfits(flags, 3, {(8, 8)}) == []
+    assert misfits(flags, 1, {(8, 8), (20, 20)}) == ["3 channels, the images have 1", "made for 8x8 images"]
+    cropped = {**flags, "crop": True}
+    assert misfits(cropped, 3, {(8, 8), (20, 16)}) == []  # the output size as it is, or large enough to crop
+    assert misfits(cropped, 3, {(12, 12)}) == ["made for 8x8 images or at least its 16x16 crop"]
+
+
+def test_a_checkpoint_rotated_during_the_scan_is_no_traceback(tmp_path, images, monkeypatch):
+    """A run that is training saves a new checkpoint and deletes the one the scan has just read."""
+    import tensorflow as tf
+
+    checkpoints = make_runs(tmp_path, ("busy", 2_000_000_000, {}), ("still", 1_000_000_000, {}))
+    busy, real, rotations = str(checkpoints / "busy"), tf.train.latest_checkpoint, []
+
+    def rotating(folder, *args):  # the first read of the busy run names a checkpoint that is gone right after
+        path = real(folder, *args)
+        if folder != busy or path is None or rotations:
+            return path
+        rotations.append(path)
+        old, number = os.path.basename(path), int(path.rsplit("-", 1)[1]) + 1
+        for f in os.listdir(busy):
+            if f.startswith(old + "."):
+                os.rename(os.path.join(busy, f), os.path.join(busy, f.replace(old, f"ckpt-{number}")))
+        with open(os.path.join(busy, "checkpoint"), "w") as f:
+            f.write(f'model_checkpoint_path: "ckpt-{number}"\nall_model_checkpoint_paths: "ckpt-{number}"\n')
+        return path
+
+    monkeypatch.setattr(tf.train, "latest_checkpoint", rotating)
+    folder, runs = find_run(str(checkpoints))  # read again: the busy run's new checkpoint
+    assert folder == busy and len(runs) == 2
+    monkeypatch.setattr(tf.train, "latest_checkpoint",
+                        lambda folder, *a: os.path.join(busy, "ckpt-99") if folder == busy else real(folder, *a))
+    folder, runs = find_run(str(checkpoints))  # still changing on every read: left out
+    assert folder == str(checkpoints / "still") and [r.path for r in runs] == [folder]
+    summary = run_completion(config(str(checkpoints), images[:1], tmp_path / "out"))
+    assert os.path.dirname(summary["settings"]["checkpoint"]) == folder
+
+
+def test_a_checkpoint_rotated_while_it_is_restored_is_read_again(run_dir, monkeypatch):
+    import tensorflow as tf
+
+    from dcgan_tf import runs
+
+    real, latest, calls = runs.restore_latest, tf.train.latest_checkpoint(run_dir), []
+
+    def restore(*args, **kwargs):  # the first read fails as the run saves a newer checkpoint and deletes this one
+        calls.append(tf.train.latest_checkpoint(run_dir))
+        if len(calls) == 1:
+            monkeypatch.setattr(tf.train, "latest_checkpoint", lambda folder, *a: latest + "1")
+            raise DcganError(f"checkpoint {latest} does not match this model (NotFoundError)")
+        monkeypatch.setattr(tf.train, "latest_checkpoint", lambda folder, *a: latest)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "restore_latest", restore)
+    assert runs.load_run(run_dir).checkpoint_path == latest and len(calls) == 2
+    calls.clear()
+
+    def mismatch(*args, **kwargs):
+        calls.append(1)
+        raise DcganError("checkpoint does not match this model")
+
+    monkeypatch.setattr(runs, "restore_latest", mismatch)
+    with pytest.raises(DcganError, match="does not match"):  # no new checkpoint: a real mismatch, said once
+        runs.load_run(run_dir)
+    assert len(calls) == 1
 
 
 def test_no_run_is_one_line_saying_how_to_train_one(tmp_path, images):
