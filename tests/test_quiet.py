@@ -1,10 +1,17 @@
-"""A quiet start: main.py's stderr holds our lines only, unless the user asks for TensorFlow's (dcgan_tf.quiet)."""
+"""A quiet start: main.py's stderr holds our lines only, unless the user asks for TensorFlow's (dcgan_tf.quiet).
+
+The forwarder's tests run a tiny script (no TensorFlow) that starts the filter and writes to fd 2 itself.
+"""
 
 from __future__ import annotations
 
 import os
+import select
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 
 import pytest
 
@@ -77,3 +84,156 @@ def test_requested_verbosity_reads_absl_spellings():
     assert quiet.requested_verbosity(["main.py", "--verbosity=2", "--train"]) == 2
     assert quiet.requested_verbosity(["main.py", "-v", "1", "-v=0"]) == 0
     assert quiet.requested_verbosity(["main.py", "--verbosity=x"]) == 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The forwarder, in a tiny program that writes native-format lines itself
+
+F_LINE = b"F0000 00:00:1796158650.375921    3652 tensor_shape.cc:45] Check failed: d >= 0 (-1 vs. 0)"
+STACK = b"*** Check failure stack trace: ***\n    @     0x7f3a2b1c4d5e  (unknown)\n    @     0x7f3a2b1c4e00  abort\n"
+CHATTER = (b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+           b"I0000 00:00:1796319837.700661    4273 port.cc:153] oneDNN custom operations are on.\n"
+           b"W0000 00:00:1796319837.701101    4273 cpu_feature_guard.cc:227] Your CPU could be faster.\n"
+           b"E0000 00:00:1796319842.354967    4273 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error\n"
+           b"E0000 00:00:1796319850.100000    4273 meta_optimizer.cc:966] remapper failed: INVALID_ARGUMENT: x\n")
+
+
+def quiet_script(tmp_path, body: str) -> list[str]:
+    """The command that runs `body` after the quiet start (a fresh file per test)."""
+    script = tmp_path / "script.py"
+    script.write_text("import os, sys\nfrom dcgan_tf import quiet\nquiet.hide_tensorflow_logs([])\n"
+                      + textwrap.dedent(body))
+    return [sys.executable, str(script)]
+
+
+def quiet_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_quiet(tmp_path, body: str, stdout=subprocess.PIPE, stderr=subprocess.PIPE) -> subprocess.CompletedProcess:
+    return subprocess.run(quiet_script(tmp_path, body), env=quiet_env(), stdout=stdout, stderr=stderr, timeout=60)
+
+
+def test_a_fatal_line_and_the_line_before_it_show_after_abort(tmp_path):
+    fatal = F_LINE + b"\n" + STACK
+    result = run_quiet(tmp_path, f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        print("loading the model", file=sys.stderr)
+        os.write(2, {fatal!r})
+        os.abort()
+        """)
+    assert result.returncode == -signal.SIGABRT
+    assert result.stderr == b"loading the model\n" + fatal
+
+
+def test_a_faulthandler_traceback_shows_after_a_segfault(tmp_path):
+    result = run_quiet(tmp_path, """
+        import ctypes, faulthandler, resource
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        faulthandler.enable()
+        ctypes.string_at(0)
+        """)
+    assert result.returncode == -signal.SIGSEGV
+    assert b"Fatal Python error: Segmentation fault" in result.stderr, result.stderr
+    assert b"script.py\", line " in result.stderr  # the Python stack
+
+
+def test_the_forwarder_ends_with_the_program(tmp_path):
+    result = run_quiet(tmp_path, """
+        print(quiet._forwarder.pid, flush=True)
+        os.write(2, b"last words")  # no newline, and no exit handler runs
+        os._exit(3)
+        """)
+    assert (result.returncode, result.stderr) == (3, b"last words")
+    pid = int(result.stdout)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _running(pid):
+        time.sleep(0.05)
+    assert not _running(pid)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_broken_stderr_does_not_hang_the_run(tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads the program's stderr: every write to it fails
+    try:
+        result = run_quiet(tmp_path, """
+            for _ in range(2048):  # 200 KiB, three times what a pipe holds
+                os.write(2, b"x" * 99 + b"\\n")
+            print("wrote 200 KiB")
+            """, stderr=write_end)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0
+    assert result.stdout == b"wrote 200 KiB\n"
+
+
+def test_partial_lines_pass_before_a_newline(tmp_path):
+    proc = subprocess.Popen(quiet_script(tmp_path, """
+        os.write(2, b"\\rgenerate 1/8 [===.....]\\r")
+        sys.stdin.readline()
+        os.write(2, b"Overwrite samples/? [y/N] ")
+        sys.stdin.readline()
+        os.write(2, b"\\n")
+        """), env=quiet_env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert _read_until(proc.stderr.fileno(), b"\rgenerate 1/8 [===.....]\r")
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        assert _read_until(proc.stderr.fileno(), b"Overwrite samples/? [y/N] ")
+        proc.stdin.write(b"\n")
+        proc.stdin.close()
+        assert _read_until(proc.stderr.fileno(), b"\n")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+
+def _read_until(fd: int, expected: bytes, timeout: float = 10.0) -> bool:
+    """Whether exactly `expected` can be read from `fd` within `timeout` seconds."""
+    data, deadline = b"", time.monotonic() + timeout
+    while len(data) < len(expected) and select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        chunk = os.read(fd, len(expected) - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data == expected
+
+
+def test_start_up_chatter_is_dropped_and_errors_are_kept(tmp_path):
+    error = b"E0000 00:00:1796319851.000000    4273 op_kernel.cc:1830] OP_REQUIRES failed at conv_ops.cc:12: OOM\n"
+    result = run_quiet(tmp_path, f"""
+        os.write(2, {CHATTER!r})
+        print("our line", file=sys.stderr, flush=True)
+        os.write(2, {error + CHATTER!r})
+        """)
+    assert result.returncode == 0
+    assert result.stderr == b"our line\n" + error
+
+
+def test_filter_holds_only_what_may_still_be_hidden():
+    def forwarded(data: bytes, mid_line: bool = False) -> bytes:
+        return quiet.filter_chunk(data, mid_line)[0]
+
+    assert forwarded(b"I0000 00:00:1796319837.700661    4273 port.cc:153] one") == b""  # held, then dropped
+    assert forwarded(b"I0000 00:00:17963") == b""
+    assert forwarded(b"WARNING: All log") == b""
+    assert forwarded(b"E0000 00:00:1796319842.354967    4273 cuda_platform.cc:52] fail") == b""
+    assert forwarded(b"Writing 3/10\r") == b"Writing 3/10\r"
+    assert forwarded(b"Epoch 2: ") == b"Epoch 2: "
+    assert forwarded(b"F0000 00:00:1.5    1 a.cc:1] Check fa") == b"F0000 00:00:1.5    1 a.cc:1] Check fa"
+    # The rest of a line whose start was forwarded is forwarded whatever it looks like.
+    assert forwarded(b"I0000 00:00:1.5    1 a.cc:1] x\nnext", mid_line=True) == b"I0000 00:00:1.5    1 a.cc:1] x\nnext"
+    assert quiet.filter_chunk(b"ours\nI0000 00:00", False) == (b"ours\n", b"I0000 00:00", False)
