@@ -9,7 +9,8 @@ their labels, as `complete.py` does by default, and reports per method on the sa
       the train split) on the result, against the true labels; on the original images for reference. The
       label-free choice is guided by another classifier, found as complete.py finds it (the --mask_augment one,
       checkpoints/classifier_fashion_mnist_masked, when present) or given with --prior_classifier; --judge adds
-      a second judge (e.g. another seed) whose figure follows after a slash;
+      a second judge (e.g. another seed) whose figure follows after a slash. A prior classifier that is one of
+      the judges (the same folder or the same saved weights) is refused: the chooser never judges;
   hole PSNR and SSIM: over the missing pixels only;
   wall time: seconds for all the images (the z search compiled beforehand), and per image.
 Methods: the masked input (the hole at mid grey, no completion); ours, label-free (complete.py's defaults:
@@ -21,6 +22,8 @@ Usage, from the project root:
 """
 
 import argparse
+import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -32,7 +35,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installing it
 
 from dcgan_tf.blend import blend_images  # noqa: E402
-from dcgan_tf.class_prior import load_classify, weighted_known_pixels_prior  # noqa: E402
+from dcgan_tf.class_prior import find_classifier, load_classify, weighted_known_pixels_prior  # noqa: E402
 from dcgan_tf.classifier import load_classifier, predict_logits  # noqa: E402
 from dcgan_tf.completion import Completer, psnr, ssim  # noqa: E402
 from dcgan_tf.datasets import load_idx  # noqa: E402
@@ -60,6 +63,32 @@ def parse_args():
     parser.add_argument("--masks", default="center,random", help="mask types to run: center, random or both")
     parser.add_argument("--pilot_iter", type=int, default=None, help="the pilot's length (default n_iter // 10)")
     return parser.parse_args()
+
+
+def same_classifier(a: str, b: str) -> bool:
+    """Whether two classifier folders hold one classifier: the same folder, or the same saved weights (the
+    weights_sha256 of their classifier.json)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+
+    def weights(path):
+        try:
+            with open(os.path.join(path, "classifier.json")) as f:
+                return json.load(f).get("weights_sha256")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    return weights(a) is not None and weights(a) == weights(b)
+
+
+def chooser_judges(prior_path: str, judge_paths: list[str]) -> str | None:
+    """The one-line error when the class prior's classifier is one of the judges, else None."""
+    for judge in judge_paths:
+        if same_classifier(prior_path, judge):
+            return (f"error: the class prior's classifier {prior_path} is also a judge ({judge}): the classifier "
+                    "that chooses the class must not judge the result; give --prior_classifier another one (e.g. "
+                    "python -m dcgan_tf.classifier --mask_augment 0.8 --epochs 30) or another --classifier/--judge")
+    return None
 
 
 def train_run(args) -> str:
@@ -117,11 +146,17 @@ def load_held_out(args):
 
 def main():
     args = parse_args()
-    run, images, labels = load_held_out(args)
-    classify, prior_path = load_classify(args.prior_classifier, run.checkpoint_dir, "fashion_mnist")
-    if classify is None:
+    run_dir = args.run or str(ROOT / "checkpoints" / "fm_heldout")  # train_run's folder
+    prior_path = args.prior_classifier or find_classifier(run_dir, "fashion_mnist")  # as complete.py finds it
+    if not prior_path or prior_path == "none":
         sys.exit("no classifier for the class prior: train one with python -m dcgan_tf.classifier --mask_augment 0.8")
-    judges = [load_classifier(args.classifier)] + ([load_classifier(args.judge)] if args.judge else [])
+    judge_paths = [args.classifier] + ([args.judge] if args.judge else [])
+    error = chooser_judges(prior_path, judge_paths)
+    if error:  # before any training or loading
+        sys.exit(error)
+    run, images, labels = load_held_out(args)
+    classify, prior_path = load_classify(prior_path, run.checkpoint_dir, "fashion_mnist")
+    judges = [load_classifier(path) for path in judge_paths]
     accuracy = lambda x: [float(np.mean(np.argmax(predict_logits(j, x), -1) == labels)) for j in judges]
     completer = Completer(run.generator, run.discriminator, batch_size=min(args.batch_size, len(images)),
                           z_dim=run.config.z_dim, y_dim=run.y_dim, z_dist=run.config.z_dist, loss=run.config.loss)

@@ -4,6 +4,12 @@ A toy linear generator (G(z) = tanh(Wz)) makes convergence checkable; a tiny sav
 the plumbing with batch norm, padding and conditional labels.
 """
 
+import importlib.util
+import pathlib
+import shutil
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -414,3 +420,26 @@ def test_ssim_map_matches_tf_image_ssim_away_from_the_border():
     expected = tf.image.ssim((a + 1) / 2, (b + 1) / 2, max_val=1.0, filter_size=11, filter_sigma=1.5).numpy()
     assert ssim_map(a, b)[5:-5, 5:-5].mean() == pytest.approx(expected, abs=1e-5)
     assert ssim(a, a, np.ones((16, 16, 1))) == pytest.approx(1.0)
+
+
+# The benchmark's judges ---------------------------------------------------------------------------------
+
+def test_the_benchmark_refuses_a_prior_classifier_that_is_one_of_its_judges(tmp_path):
+    from dcgan_tf.classifier import build_classifier, save_classifier
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    for name, seed in (("judge", 0), ("other", 1)):
+        save_classifier(build_classifier(filters=2, feature_dim=4, seed=seed), str(tmp_path / name))
+    shutil.copytree(tmp_path / "judge", tmp_path / "copy")
+    proc = subprocess.run([sys.executable, str(root / "bench" / "completion.py"), "--run", str(tmp_path / "none"),
+                           "--classifier", str(tmp_path / "judge"), "--prior_classifier", str(tmp_path / "judge")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"error: the class prior's classifier {tmp_path / 'judge'} is also a judge ({tmp_path / 'judge'})")
+    spec = importlib.util.spec_from_file_location("bench_completion", root / "bench" / "completion.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    judges = [str(tmp_path / "other"), str(tmp_path / "judge")]
+    assert "is also a judge" in bench.chooser_judges(str(tmp_path / "copy"), judges)  # the same weights elsewhere
+    assert bench.chooser_judges(str(tmp_path / "copy"), judges[:1]) is None
