@@ -30,4 +30,5 @@ def test_batching_does_not_change_the_images_and_grids_have_one_column_per_class
     starts = [(start, len(images), ids) for start, images, ids in sample_batches(sampler, 6, seed=1)]
     assert starts == [(0, 4, [0, 1, 2, 3]), (4, 2, [4, 5])]  # classes take turns
     path = save_random_grid(sampler, str(tmp_path / "grid.png"), n=20, seed=1)
-    assert Image.open(path).size[0] > Image.open(path).size[1]  # 10 columns (one per class), 2 rows
+    with Image.open(path) as grid:
+        assert (grid.size, grid.mode) == ((10 * 8, 2 * 8), "L")  # 10 columns (one per class), 2 rows of 8x8
