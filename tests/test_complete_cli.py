@@ -295,9 +295,14 @@ def test_script_prints_one_line_error_and_exits_2(tmp_path):
 # --checkpoint_dir: a run, or a folder of runs (bamos' `complete.py --imgs aligned/*`)
 
 
-def test_design_card_command_uses_the_one_run_in_checkpoints(tmp_path, images):
+def test_design_card_command_uses_the_one_run_in_checkpoints(tmp_path, images, idx_folder):
+    from dcgan_tf.classifier import load_classifier, train_and_save
+
     make_run(tmp_path, size=SIZE)  # tmp_path/checkpoints/tiny_8x8, the only run
-    (tmp_path / "checkpoints" / "classifier_fashion_mnist").mkdir()  # not a run: ignored
+    classifier = tmp_path / "checkpoints" / "classifier_mnist"  # a trained classifier, as the tool saves it
+    train_and_save("mnist", str(idx_folder.parent), epochs=1, batch_size=4, seed=0, out=str(classifier),
+                   log=lambda line: None)
+    assert load_classifier(str(classifier)) and (classifier / "classifier.json").is_file()  # not a run: ignored
     proc = subprocess.run([sys.executable, str(ROOT / "complete.py"), "--imgs", images[0], "--n_iter", "2"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
