@@ -46,8 +46,9 @@ def run(argv):
 
 
 def main(argv):
-    """absl's main: `run`, with a user error as one line and exit code 2."""
-    exit_with(run, argv)
+    """absl's main: `run`, with a user error (or a boolean flag's value written as a word) as one line and exit
+    code 2; other words are image paths."""
+    exit_with(run, argv, takes_words=True)
 
 
 if __name__ == "__main__":

@@ -363,16 +363,21 @@ def default_out(dataset: str, mask_augment: float) -> str:
     return os.path.join("checkpoints", f"classifier_{dataset}" + (MASKED_CLASSIFIER_SUFFIX if mask_augment else ""))
 
 
-def main(argv):
-    del argv  # unused
+def run(_argv: list[str]) -> int:
+    """Trains and saves the classifier the flags describe."""
     f = flags.FLAGS
     out = f.classifier_out or default_out(f.dataset, f.mask_augment)
-    try:
-        _validate_flags(f.dataset, f.epochs, f.batch_size, f.mask_augment)
-        train_and_save(f.dataset, f.data_dir, epochs=f.epochs, batch_size=f.batch_size, seed=f.seed, out=out,
-                       mask_augment=f.mask_augment)
-    except DcganError as e:
-        sys.exit(f"error: {e}")
+    _validate_flags(f.dataset, f.epochs, f.batch_size, f.mask_augment)
+    train_and_save(f.dataset, f.data_dir, epochs=f.epochs, batch_size=f.batch_size, seed=f.seed, out=out,
+                   mask_augment=f.mask_augment)
+    return 0
+
+
+def main(argv):
+    """absl's main: `run`, with a user error (a leftover word too) as one line and exit code 2."""
+    from dcgan_tf.cli import exit_with
+
+    exit_with(run, argv)
 
 
 def _define_flags() -> None:

@@ -3,6 +3,10 @@
 Every setting is declared once, as a dataclass field made with `config.setting` (default, help text, enum
 choices); `define_flags` turns the fields into absl flags of the same names and `flag_values` reads them back,
 so the flags, the configs and flags.md (checked by tests/test_flags_doc.py) cannot drift apart.
+
+`exit_with` runs a program's work and turns a user error into one line on stderr and exit code 2; a word
+left over after the flags is one (`check_words`): `main.py --train False` stops and says to write `--notrain`
+or `--train=false`, instead of training.
 """
 
 from __future__ import annotations
@@ -79,11 +83,105 @@ def start(main: Callable[[list[str]], None]) -> None:
     app.run(main)
 
 
-def exit_with(run: Callable[[list[str]], int], argv: list[str]) -> None:
-    """Calls run(argv) and exits with its code; a DcganError prints one line to stderr and exits 2."""
+def exit_with(run: Callable[[list[str]], int], argv: list[str], *, takes_words: bool = False,
+              command_line: list[str] | None = None) -> None:
+    """Calls run(argv) and exits with its code; a leftover word or a DcganError prints one line to stderr and
+    exits 2.
+
+    Args:
+      run: the program's work; it gets `argv`.
+      argv: absl's leftover argv: the program's name, then the words that no flag took.
+      takes_words: whether the program takes words (complete.py's image paths); see `check_words`.
+      command_line: the command line absl parsed, when not sys.argv.
+    """
     try:
+        check_words(argv, takes_words=takes_words, command_line=command_line)
         code = run(argv)
     except DcganError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code)
+
+
+# What a user may mean as a boolean flag's value (absl itself reads true/t/1 and false/f/0).
+_TRUE_WORDS = ("true", "t", "yes", "y", "on", "1")
+_FALSE_WORDS = ("false", "f", "no", "n", "off", "0")
+
+
+def check_words(argv: list[str], *, takes_words: bool = False, command_line: list[str] | None = None,
+                flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Raises a DcganError naming the first word left over after the flags that the program does not take.
+
+    absl's boolean flags take no separate value, so `--train False` leaves the word `False` over (and turns
+    training on). A word that reads as a boolean value right after a boolean flag is always an error, naming
+    the right spelling (`--notrain` or `--train=false`); any other word is an error unless the program takes
+    words. Words after `--` are the program's words whatever they read.
+
+    Args:
+      argv: absl's leftover argv: the program's name, then the words that no flag took.
+      takes_words: whether the program takes words (complete.py's image paths).
+      command_line: the command line absl parsed (default sys.argv): which flag each word follows.
+      flag_values: the flags it was parsed with.
+    """
+    context = _words_after(sys.argv if command_line is None else command_line, flag_values)
+    for word in argv[1:]:
+        while context and context[0][0] != word:  # a word absl took from a --flagfile is not in the command line
+            context.pop(0)
+        after = context.pop(0)[1] if context else None
+        if after is not None:
+            spelling = _boolean_spelling(word, after, flag_values)
+            if spelling:
+                raise DcganError(f"unexpected word {word!r} after {after}: a boolean flag takes no separate value; "
+                                 f"write {spelling}")
+        if not takes_words:
+            raise DcganError(f"unexpected word {word!r}: this program takes flags only (--help lists them); "
+                             "a flag's value goes after = or as the next word")
+
+
+def _words_after(command_line: list[str], flag_values: flags.FlagValues) -> list[tuple[str, str | None]]:
+    """Each word of `command_line` that no flag takes, with the boolean flag written just before it (or None)."""
+    words, before = [], None
+    args = iter(command_line[1:])
+    for arg in args:
+        if arg == "--":
+            words += [(word, None) for word in args]
+            break
+        if arg == "-" or not arg.startswith("-"):
+            words.append((arg, before))
+            before = None
+            continue
+        name, eq, _ = arg.lstrip("-").partition("=")
+        before = None
+        if eq:
+            continue
+        if _boolean_flag(name, flag_values) is not None:
+            before = arg
+        elif name in flag_values:
+            next(args, None)  # the flag's value
+    return words
+
+
+def _boolean_flag(name: str, flag_values: flags.FlagValues) -> flags.Flag | None:
+    """The boolean flag that `--name` sets (`--noname` clears it), or None."""
+    for candidate in (name, name[2:] if name.startswith("no") else None):
+        if candidate and candidate in flag_values and flag_values[candidate].boolean:
+            return flag_values[candidate]
+    return None
+
+
+def _boolean_spelling(word: str, after: str, flag_values: flags.FlagValues) -> str:
+    """How to write what `after word` meant (`--train False` -> `--notrain or --train=false`); "" when `word` is
+    not a boolean value."""
+    name = after.lstrip("-")
+    flag = _boolean_flag(name, flag_values)
+    negated = name not in flag_values  # --noflag
+    value = word.lower()
+    if value == "auto" and isinstance(flag.parser, AutoBooleanParser):
+        return f"--{flag.name}=auto"
+    if value not in _TRUE_WORDS + _FALSE_WORDS:
+        return ""
+    if negated:  # --noflag with a value: which one was meant is unclear
+        return f"--{flag.name} or --no{flag.name} (or --{flag.name}=true|false)"
+    if value in _TRUE_WORDS:
+        return f"--{flag.name} or --{flag.name}=true"
+    return f"--no{flag.name} or --{flag.name}=false"

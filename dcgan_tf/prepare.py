@@ -493,7 +493,7 @@ def run(_argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> None:
     """The console entry point: defines the flags, parses `argv` (default sys.argv) and runs."""
     _define_flags()
-    app.run(lambda args: exit_with(run, args), argv=argv)
+    app.run(lambda args: exit_with(run, args, command_line=argv), argv=argv)  # a leftover word is an error
 
 
 def _define_flags() -> None:
