@@ -1,6 +1,10 @@
-"""flags.md stays in sync with the code: every flag each program defines has a row (flag | default | meaning).
+"""flags.md stays in sync with the code: every flag each program defines has a row (flag | default | meaning),
+with the program's default and, for a flag with fixed choices whose row names them, every choice.
 
 The flags are read from the programs themselves (`--helpxml`), so flags made from config dataclasses count too.
+flags.md writes defaults as `False`, `64`, `""`, `none`; `None` for a number left to a derived value, `auto`
+for an on/off flag decided at run time; a cell that explains a derived default ("`""` (= ...)") is compared on
+its leading literal.
 """
 
 import functools
@@ -19,14 +23,21 @@ PROGRAMS = {"main.py": "main.py", "complete.py": "complete.py",
 
 
 @functools.cache
-def defined_flags(path):
-    """The names of the flags the program at `path` defines itself (not absl's or TensorFlow's)."""
+def program_flags(path):
+    """{name: (type, default, choices)} of the flags the program at `path` defines itself (not absl's or
+    TensorFlow's), as its --helpxml gives them."""
     command = [path] if path.endswith(".py") and "/" not in path else ["-m", path[:-3].replace("/", ".")]
     env = {**os.environ, "PYTHONPATH": ROOT}
     xml = subprocess.run([sys.executable, *command, "--helpxml"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=120).stdout
-    flags = ET.fromstring(xml).iter("flag")
-    return [f.findtext("name") for f in flags if f.findtext("file").endswith(path)]
+    return {f.findtext("name"): (f.findtext("type"), f.findtext("default") or "",
+                                 [e.text for e in f.iter("enum_value")])
+            for f in ET.fromstring(xml).iter("flag") if f.findtext("file").endswith(path)}
+
+
+def defined_flags(path):
+    """The names of the flags the program at `path` defines itself."""
+    return list(program_flags(path))
 
 
 def documented_section(title):
@@ -51,3 +62,56 @@ def test_no_row_documents_a_flag_that_does_not_exist():
         names = set(defined_flags(path))
         rows = re.findall(r"^\| `--(\w+)` \|", documented_section(title), re.M)
         assert set(rows) <= names, f"{title}: documented but not defined: {sorted(set(rows) - names)}"
+
+
+def documented_default(flag_type, default):
+    """How flags.md writes a --helpxml default: `False`, `64`, `""`, `none`, `None`, `auto`."""
+    if flag_type == "bool":
+        return {"true": "True", "false": "False", "": "auto"}[default]
+    if default == "":
+        return '""' if flag_type.startswith("string") else "None"
+    return default
+
+
+def same_default(flag_type, written, expected):
+    if flag_type in ("int", "float") and expected != "None":
+        try:
+            return float(written) == float(expected)  # `0` for 0.0, `1e-8` for 1e-08
+        except ValueError:
+            return False
+    return written == expected
+
+
+def rows(title):
+    """{flag name: (default cell, meaning)} of a flags.md section; a table headed by a flag (a table of one
+    flag's values) is not a row of it."""
+    lines = documented_section(title).splitlines() + [""]
+    found = {}
+    for line, after in zip(lines, lines[1:]):
+        row = re.match(r"\| `--(\w+)` \| ([^|]+) \| (.*)\|$", line)
+        if row and not after.startswith("| ---"):
+            found[row.group(1)] = (row.group(2).strip(), row.group(3))
+    return found
+
+
+@pytest.mark.parametrize("path,title", PROGRAMS.items())
+def test_every_row_has_the_programs_default_and_choices(path, title):
+    wrong = []
+    for name, (default_cell, meaning) in rows(title).items():
+        flag_type, default, choices = program_flags(path)[name]
+        literal = re.match(r"`([^`]*)`", default_cell)
+        expected = documented_default(flag_type, default)
+        if not literal or not same_default(flag_type, literal.group(1), expected):
+            wrong.append(f"--{name}: flags.md says {default_cell}, the program `{expected}`")
+        named = [c for c in choices if f"`{c}`" in default_cell + meaning]
+        if len(named) >= 2 and len(named) < len(choices):  # a row that lists the choices lists them all
+            wrong.append(f"--{name}: flags.md lacks the choices {sorted(set(choices) - set(named))}")
+    assert not wrong, f"flags.md section {title!r}: " + "; ".join(wrong)
+
+
+def test_the_check_reads_defaults_as_flags_md_writes_them():
+    assert documented_default("bool", "false") == "False" and documented_default("bool", "") == "auto"
+    assert documented_default("string", "") == '""' and documented_default("int", "") == "None"
+    assert documented_default("string enum", "none") == "none"
+    assert same_default("float", "0", "0.0") and same_default("float", "1e-8", "1e-08")
+    assert not same_default("int", "64", "128") and not same_default("float", "None", "0.5")
