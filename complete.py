@@ -1,6 +1,6 @@
 r"""Fill the missing parts of images with a trained DCGAN (semantic inpainting, Yeh et al. 2017).
 
-With the run trained last (the newest run under --checkpoint_dir, default checkpoints/), as bamos:
+With a run under --checkpoint_dir (default checkpoints/; of the runs that fit the images, the newest), as bamos:
   python complete.py --imgs aligned/*
 Complete the centres of aligned images with a trained run (its checkpoint folder holds FLAGS.json; image
 size, channels, crop, z and the model come from there):

@@ -302,8 +302,8 @@ OUTPUT_ONLY_FIELDS = ("checkpoint_dir", "imgs", "out_dir", "batch_size", "out_in
 class CompleteConfig:
     """Every setting of complete.py; each field is the flag of the same name (`config.setting`)."""
 
-    checkpoint_dir: str = setting("checkpoints", "A trained run's checkpoint folder, or a folder of runs (the newest "
-                                                 "is used).")
+    checkpoint_dir: str = setting("checkpoints", "A trained run's checkpoint folder, or a folder of runs (of those "
+                                                 "that fit the images' channels and size, the newest is used).")
     imgs: tuple[str, ...] = setting((), "Images: comma-separated paths, globs or folders (positional paths work too).")
     out_dir: str = setting("completions", "Output folder: one sub-folder per image and summary.json.")
     # Masks
