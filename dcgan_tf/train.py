@@ -26,7 +26,7 @@ from dcgan_tf.config import RunPaths, TrainConfig, check_against_saved, read_sav
 from dcgan_tf.data import load_train_data
 from dcgan_tf.ema import GeneratorEma, create_ema
 from dcgan_tf.errors import DcganError
-from dcgan_tf.images import save_image_grid
+from dcgan_tf.images import make_grid, save_image_grid
 from dcgan_tf.latent import class_labels, sample_z
 from dcgan_tf.losses import discriminator_loss, discriminator_probability, generator_loss, gradient_penalty, interpolate
 from dcgan_tf.model import apply_discriminator, apply_generator, mixed_precision_policy, models_from_config
@@ -35,6 +35,13 @@ from dcgan_tf.progress import ProgressBar
 
 SCALARS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake")
 HISTOGRAMS = ("z", "d", "d_")
+# TensorBoard tags, grouped for monitoring: the group, then carpedm20's name (D's outputs as D/real, D/fake).
+TAGS = {"d_loss": "loss/d_loss", "d_loss_real": "loss/d_loss_real", "d_loss_fake": "loss/d_loss_fake",
+        "g_loss": "loss/g_loss", "gradient_penalty": "loss/gradient_penalty", "d_real": "D/real", "d_fake": "D/fake",
+        "learning_rate_d": "lr/d", "learning_rate_g": "lr/g", "nan_skipped": "health/nan_skipped",
+        "z": "hist/z", "d": "hist/d", "d_": "hist/d_"}
+SAMPLE_TAG = "samples/G"  # the training grid, one image per sample step
+EVAL_GROUP = "eval/"  # --eval_freq metrics: eval/fid, eval/kid, ...
 
 
 @dataclasses.dataclass
@@ -303,7 +310,8 @@ def write_run_flags(cfg: TrainConfig, paths: RunPaths, data_facts: dict) -> None
 
 
 def save_training_grid(G, state: TrainState, paths: RunPaths, step: int, writer) -> str:
-    """Writes samples/<run>/train_{step:08d}.png from the fixed z (one column per class) and image `G`."""
+    """Writes samples/<run>/train_{step:08d}.png from the fixed z (one column per class), and the same grid as
+    one TensorBoard image (`samples/G`)."""
     labels = state.sample_labels
     images = apply_generator(G, state.sample_z, labels, training=False).numpy()
     cols = labels.shape[-1] or None
@@ -313,7 +321,7 @@ def save_training_grid(G, state: TrainState, paths: RunPaths, step: int, writer)
         raise DcganError(f"could not write a sample grid to {paths.sample_dir} ({e.strerror or type(e).__name__}); "
                          "the last checkpoint is intact; free space or fix permissions and re-run") from None
     with writer.as_default(step=step):
-        tf.summary.image("G", (images[: min(len(images), 16)] + 1.0) / 2.0, max_outputs=16)
+        tf.summary.image(SAMPLE_TAG, make_grid(images, cols)[None], max_outputs=1)  # [1, rows*H, cols*W, C] uint8
     return path
 
 
@@ -329,7 +337,7 @@ def create_training_evaluator(cfg: TrainConfig, c_dim: int, y_dim: int):
         results = evaluator(G, num_samples=cfg.eval_samples, seed=cfg.seed)
         with writer.as_default(step=step):
             for k, v in results.items():
-                tf.summary.scalar(k, v)
+                tf.summary.scalar(EVAL_GROUP + k, v)
         logging.info("step %d: %s", step, format_metrics(results))
         return results
 
@@ -337,19 +345,16 @@ def create_training_evaluator(cfg: TrainConfig, c_dim: int, y_dim: int):
 
 
 def write_summaries(writer, step: int, metrics: dict, learning_rates: dict) -> dict[str, float]:
-    """Scalars, learning rates and histograms at `step`. Returns the scalars as floats."""
+    """Scalars, learning rates and histograms at `step`, under the grouped TAGS. Returns the scalars as floats,
+    keyed by carpedm20's names."""
     scalars = {k: float(metrics[k]) for k in SCALARS}
+    if "gradient_penalty" in metrics:
+        scalars["gradient_penalty"] = float(metrics["gradient_penalty"])
     with writer.as_default(step=step):
-        for k, v in scalars.items():
-            tf.summary.scalar(k, v)
-        for k, v in learning_rates.items():
-            tf.summary.scalar(k, v)
-        tf.summary.scalar("nan_skipped", metrics["nan_skipped"])
-        if "gradient_penalty" in metrics:
-            scalars["gradient_penalty"] = float(metrics["gradient_penalty"])
-            tf.summary.scalar("gradient_penalty", scalars["gradient_penalty"])
+        for k, v in {**scalars, **learning_rates, "nan_skipped": metrics["nan_skipped"]}.items():
+            tf.summary.scalar(TAGS.get(k, k), v)
         for k in HISTOGRAMS:
-            tf.summary.histogram(k, metrics[k])
+            tf.summary.histogram(TAGS[k], metrics[k])
     return scalars
 
 

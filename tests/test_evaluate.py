@@ -267,7 +267,9 @@ def test_eval_freq_logs_quality_to_tensorboard_during_training(tiny_data, tmp_pa
     for tag in ("fid", "kid", "classifier_score", "accuracy"):
         assert np.isfinite(result.metrics[tag]), tag
     events = EventAccumulator(result.paths.run_dir, size_guidance={"tensors": 0}).Reload()
-    steps = [e.step for e in events.Tensors("fid")]
+    eval_tags = {"eval/fid", "eval/kid", "eval/kid_std", "eval/classifier_score", "eval/accuracy"}
+    assert eval_tags <= set(events.Tags()["tensors"])
+    steps = [e.step for e in events.Tensors("eval/fid")]
     assert steps == [3, 6, 9]
 
 

@@ -42,10 +42,36 @@ def test_train_writes_flags_checkpoint_samples_and_summaries(tiny_image_folder, 
     assert os.path.exists(os.path.join(result.paths.sample_dir, "train_00000012.png"))
     events = EventAccumulator(result.paths.run_dir, size_guidance={"tensors": 0, "images": 0}).Reload()
     tags = set(events.Tags()["tensors"])
-    for tag in ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake", "learning_rate_d",
-                "learning_rate_g", "z", "d", "d_", "G"):
-        assert tag in tags, tag
+    assert tags == {"loss/d_loss", "loss/d_loss_real", "loss/d_loss_fake", "loss/g_loss", "D/real", "D/fake",
+                    "lr/d", "lr/g", "health/nan_skipped", "hist/z", "hist/d", "hist/d_", "samples/G"}
+    assert [e.step for e in events.Tensors("loss/g_loss")] == [2, 4, 6, 8, 10, 12]  # every --log_freq 2 steps
+    samples = events.Tensors("samples/G")
+    assert sorted({e.step for e in samples}) == [3, 6, 9, 12]  # every --sample_freq 3 steps, and the last
+    for event in samples:  # one grid per step, as train_*.png: [width, height, one PNG]
+        width, height, *pngs = tf.make_ndarray(event.tensor_proto)
+        assert (int(width), int(height), len(pngs)) == (3 * 16, 2 * 16, 1)
+    grid = tf.io.decode_png(pngs[0]).numpy()
+    with Image.open(os.path.join(result.paths.sample_dir, "train_00000012.png")) as im:
+        np.testing.assert_array_equal(grid, np.asarray(im.convert("RGB")))
     assert all(np.isfinite(v) for v in result.metrics.values())
+
+
+def test_summaries_are_grouped_under_carpedm20s_names(tmp_path):
+    from dcgan_tf.train import write_summaries
+
+    metrics = {k: tf.constant(0.5) for k in ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake",
+                                             "gradient_penalty")}
+    metrics.update(nan_skipped=tf.constant(2), z=tf.zeros([4, 8]), d=tf.fill([4, 1], 0.6), d_=tf.fill([4, 1], 0.4))
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    scalars = write_summaries(writer, 7, metrics, {"learning_rate_d": 4e-4, "learning_rate_g": 2e-4})
+    writer.flush()
+    assert set(scalars) == {"d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake", "gradient_penalty"}
+    events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0}).Reload()
+    assert set(events.Tags()["tensors"]) == {
+        "loss/d_loss", "loss/d_loss_real", "loss/d_loss_fake", "loss/g_loss", "loss/gradient_penalty", "D/real",
+        "D/fake", "lr/d", "lr/g", "health/nan_skipped", "hist/z", "hist/d", "hist/d_"}
+    assert float(tf.make_ndarray(events.Tensors("lr/d")[0].tensor_proto)) == pytest.approx(4e-4)
+    assert int(tf.make_ndarray(events.Tensors("health/nan_skipped")[0].tensor_proto)) == 2
 
 
 def test_rerun_resumes_at_the_saved_epoch_and_step(tiny_image_folder, tmp_path):
