@@ -3,9 +3,15 @@
 Also counts the FLOPs of one train step from the layer shapes and reports the achieved rate as a share of
 the float32 / bfloat16 matmul rate measured in the same process, and the convolution bound: every convolution
 op of the step timed on its own, summed, i.e. the step's time if batch norm, activations, the optimiser and
-the executor cost nothing. Plain script; prints a table.
+the executor cost nothing. Plain script; prints each row as soon as it is measured.
 
-  python bench/train_throughput.py [--steps 20] [--data_dir ../shared/data] [--skip_folder] [--skip_bound]
+The header names the CPU, whether it computes bfloat16 natively, whether oneDNN is on, and what
+`--mixed_precision auto` picks; the last lines compare the precisions and give `auto`'s rate as a share of
+the faster one. A probe first times one bfloat16 convolution gradient against float32: where bfloat16 is
+several times slower (AVX2-only CPUs), the mixed step is timed over 2 steps and its folder and bound rows are
+skipped, so the defaults finish within 10 minutes on a 2-core CPU.
+
+  python bench/train_throughput.py [--steps 10] [--data_dir ../shared/data] [--skip_folder] [--skip_bound]
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ import argparse
 import os
 import time
 
+# isort: off
+from dcgan_tf import hardware  # before TensorFlow: its import turns oneDNN on, as in every program
+# isort: on
 import numpy as np
 import tensorflow as tf
 from conv_layers import conv_passes
@@ -24,6 +33,7 @@ from dcgan_tf.ops import layer_sizes
 from dcgan_tf.train import create_optimizers, make_train_step
 
 K2 = 25  # 5x5 kernels
+SLOW_PROBE = 3.0  # a mixed precision whose convolution probe is this many times slower is timed briefly
 
 
 def dcgan_conv_shapes(size: int, c_dim: int, gf: int, df: int):
@@ -175,45 +185,88 @@ def folder_batches(cfg: TrainConfig):
         yield from data.dataset
 
 
+def probe_slowdown(dtype) -> float:
+    """How many times longer a low-precision convolution input gradient (G's forward op) takes than float32's."""
+    dy32, k32 = tf.random.normal((64, 7, 7, 128)), tf.random.normal((5, 5, 64, 128))
+    times = []
+    for dt in (dtype, tf.float32):
+        dy, k = tf.cast(dy32, dt), tf.cast(k32, dt)
+        f = tf.function(lambda dy, k: tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=[64, 14, 14, 64], filter=k, out_backprop=dy, strides=[1, 2, 2, 1], padding="SAME"))
+        f(dy, k).numpy()
+        t0 = time.perf_counter()
+        for _ in range(3):
+            f(dy, k).numpy()
+        times.append(time.perf_counter() - t0)
+    return times[0] / times[1]
+
+
+def print_header(policy: str) -> hardware.Precision:
+    """The machine line: CPU, native bfloat16, oneDNN, and what --mixed_precision auto picks. Returns auto's pick."""
+    flags = hardware.cpu_flags()
+    native = hardware.native_bfloat16(flags)
+    gpus = tf.config.list_physical_devices("GPU")
+    auto = hardware.resolve_precision(None, flags=flags, gpus=None if gpus else [])
+    print(f"CPU: {hardware.cpu_model()}, {os.cpu_count()} cores; native bfloat16: "
+          f"{'yes (' + native + ')' if native else 'no'}; {hardware.onednn_status()}; GPUs: {len(gpus)}", flush=True)
+    print(f"--mixed_precision auto picks {auto.name} ({auto.reason}); mixed rows use {policy}", flush=True)
+    return auto
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--data_dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
     parser.add_argument("--skip_folder", action="store_true")
     parser.add_argument("--skip_bound", action="store_true", help="do not time the convolutions one by one")
     args = parser.parse_args()
     cfg = TrainConfig(dataset="emoji-google-64", data_dir=args.data_dir, input_fname_pattern="*.png",
                       input_height=64, output_height=64, batch_size=64)
+    policy = mixed_precision_policy()
+    low = tf.bfloat16 if "bfloat16" in policy else tf.float16
+    auto = print_header(policy)
+    slowdown = probe_slowdown(low)
+    slow = slowdown > SLOW_PROBE  # time the mixed step briefly, and skip its folder row and its bound
+    print(f"probe: a {low.name} convolution input gradient takes {slowdown:.1f}x float32's"
+          + (f"; over {SLOW_PROBE:g}x, so mixed is timed over 2 steps and its folder and bound rows are skipped"
+             if slow else ""), flush=True)
     per_image = train_step_flops(cfg, 3)
     f32_rate = matmul_rate(tf.float32)
-    bf16_rate = matmul_rate(tf.bfloat16)
-    rows = [("synthetic", "float32", time_steps(cfg, synthetic_batches(cfg), args.steps, None))]
-    policy = mixed_precision_policy()
-    rows.append(("synthetic", policy, time_steps(cfg, synthetic_batches(cfg), args.steps, policy)))
-    if not args.skip_folder and os.path.isdir(os.path.join(args.data_dir, cfg.dataset)):
-        rows.append(("emoji folder", "float32", time_steps(cfg, folder_batches(cfg), args.steps, None)))
-        rows.append(("emoji folder", policy, time_steps(cfg, folder_batches(cfg), args.steps, policy)))
-    completion_rate = time_completion(cfg, max(args.steps, 5))
-    if not args.skip_bound:
-        bound_dtypes = {"float32": tf.float32, policy: tf.bfloat16 if "bfloat16" in policy else tf.float16}
-        for precision, dtype in bound_dtypes.items():
-            rows.append(("conv bound", precision, cfg.batch_size / conv_bound(cfg, 3, dtype)))
-    g, d = dcgan_forward_flops(cfg.output_height, 3, cfg.z_dim, cfg.gf_dim, cfg.df_dim)
-    completion_flops = 2 * (g + d)  # forward, then gradients with respect to the inputs only (to z)
+    low_rate = matmul_rate(low)
     print(f"train step FLOPs per image: {per_image / 1e9:.3f} GFLOP; per batch of {cfg.batch_size}: "
           f"{per_image * cfg.batch_size / 1e9:.1f} GFLOP")
     print(f"matmul rate (2048^2, same run): float32 {f32_rate / 1e9:.1f} GFLOP/s, "
-          f"bfloat16 {bf16_rate / 1e9:.1f} GFLOP/s")
-    print(f"{'input':<14}{'precision':<16}{'img/s':>8}{'GFLOP/s':>10}{'% f32 matmul':>14}{'% bf16 matmul':>15}")
-    for source, precision, rate in rows:
+          f"{low.name} {low_rate / 1e9:.1f} GFLOP/s")
+    low_matmul = f"% {low.name} matmul"
+    print(f"{'input':<14}{'precision':<16}{'img/s':>8}{'GFLOP/s':>10}{'% f32 matmul':>14}{low_matmul:>19}", flush=True)
+    by = {}
+
+    def row(source, precision, rate):
+        by[(source, precision)] = rate
         flops = rate * per_image
         print(f"{source:<14}{precision:<16}{rate:8.1f}{flops / 1e9:10.1f}{100 * flops / f32_rate:13.0f}%"
-              f"{100 * flops / bf16_rate:14.0f}%")
+              f"{100 * flops / low_rate:18.0f}%", flush=True)
+
+    row("synthetic", "float32", time_steps(cfg, synthetic_batches(cfg), args.steps, None))
+    row("synthetic", policy, time_steps(cfg, synthetic_batches(cfg), 2 if slow else args.steps, policy))
+    if not args.skip_folder and os.path.isdir(os.path.join(args.data_dir, cfg.dataset)):
+        row("emoji folder", "float32", time_steps(cfg, folder_batches(cfg), args.steps, None))
+        if not slow:
+            row("emoji folder", policy, time_steps(cfg, folder_batches(cfg), args.steps, policy))
+    if not args.skip_bound:
+        row("conv bound", "float32", cfg.batch_size / conv_bound(cfg, 3, tf.float32))
+        if not slow:
+            row("conv bound", policy, cfg.batch_size / conv_bound(cfg, 3, low))
+    completion_rate = time_completion(cfg, max(args.steps, 5))
+    g, d = dcgan_forward_flops(cfg.output_height, 3, cfg.z_dim, cfg.gf_dim, cfg.df_dim)
+    completion_flops = 2 * (g + d)  # forward, then gradients with respect to the inputs only (to z)
     flops = completion_rate * completion_flops
     print(f"{'completion':<14}{'float32':<16}{completion_rate:8.1f}{flops / 1e9:10.1f}{100 * flops / f32_rate:13.0f}%"
-          f"{100 * flops / bf16_rate:14.0f}%   (image-iterations/s; {completion_flops / 1e9:.2f} GFLOP each)")
-    by = {(s, p): r for s, p, r in rows}
-    print(f"mixed / float32 (synthetic): {by[('synthetic', policy)] / by[('synthetic', 'float32')]:.2f}x")
+          f"{100 * flops / low_rate:18.0f}%   (image-iterations/s; {completion_flops / 1e9:.2f} GFLOP each)")
+    f32, mixed = by[("synthetic", "float32")], by[("synthetic", policy)]
+    print(f"mixed / float32 (synthetic): {mixed / f32:.2f}x")
+    print(f"auto ({auto.name}): {(mixed if auto.mixed else f32) / max(f32, mixed):.2f}x the faster of float32 and "
+          "mixed")
     if ("emoji folder", "float32") in by:
         share = by[("emoji folder", "float32")] / by[("synthetic", "float32")]
         print(f"folder / synthetic (float32): {100 * share:.0f}%")
