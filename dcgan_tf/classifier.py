@@ -394,5 +394,8 @@ def _define_flags() -> None:
 
 
 if __name__ == "__main__":
+    from dcgan_tf.cli import use_short_log_lines
+
     _define_flags()
+    use_short_log_lines()
     app.run(main)

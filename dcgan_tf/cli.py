@@ -12,11 +12,13 @@ or `--train=false`, instead of training.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from dcgan_tf import quiet
 from dcgan_tf.errors import DcganError
@@ -77,10 +79,30 @@ def flag_values(config_cls: type, *, exclude: Iterable[str] = (), flag_values: f
 
 
 def start(main: Callable[[list[str]], None]) -> None:
-    """A program's `__main__`: hide TensorFlow's start-up lines (before it loads), then absl parses the flags and
-    calls main(argv)."""
+    """A program's `__main__`: hide TensorFlow's start-up lines (before it loads), make our log lines short, then
+    absl parses the flags and calls main(argv)."""
     quiet.hide_tensorflow_logs(sys.argv)  # --verbosity 1 shows them
+    use_short_log_lines()
     app.run(main)
+
+
+class ShortLogFormatter(absl_logging.PythonFormatter):
+    """Our log lines in a terminal: `15:10:53 Training data ...`, `WARNING 15:10:53 ...` for warnings and errors.
+
+    absl's full prefix (`I1203 15:10:53.683209 140029038992256 data.py:108] `) returns with `--verbosity 1` or
+    more, read when each line is written, so after the flags are parsed.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        if flags.FLAGS["verbosity"].value >= 1:
+            return super().format(record)
+        level = f"{record.levelname} " if record.levelno > logging.INFO else ""
+        return f"{level}{self.formatTime(record, '%H:%M:%S')} {logging.Formatter.format(self, record)}"
+
+
+def use_short_log_lines() -> None:
+    """Makes absl's handler (which app.run installs) write `ShortLogFormatter` lines; every program calls it."""
+    absl_logging.get_absl_handler().setFormatter(ShortLogFormatter())
 
 
 def exit_with(run: Callable[[list[str]], int], argv: list[str], *, takes_words: bool = False,

@@ -41,7 +41,7 @@ from absl import app, flags
 from PIL import Image, ImageOps
 
 from dcgan_tf.atomic import write_json_atomic, write_text_atomic
-from dcgan_tf.cli import exit_with
+from dcgan_tf.cli import exit_with, use_short_log_lines
 from dcgan_tf.decode import RESAMPLE, list_image_files, skip_reason, to_l_or_rgb
 from dcgan_tf.errors import DcganError, FlagError, check_choice, check_range
 from dcgan_tf.images import save_pil_atomic
@@ -493,6 +493,7 @@ def run(_argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> None:
     """The console entry point: defines the flags, parses `argv` (default sys.argv) and runs."""
     _define_flags()
+    use_short_log_lines()
     app.run(lambda args: exit_with(run, args, command_line=argv), argv=argv)  # a leftover word is an error
 
 

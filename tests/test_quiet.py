@@ -6,6 +6,7 @@ The forwarder's tests run a tiny script (no TensorFlow) that starts the filter a
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -21,6 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What TensorFlow prints at start-up and at checkpoints when nobody hides it.
 NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cudart_stub", "cuInit", "cuda_platform",
          "remapper failed", "meta_optimizer", "Sharding callback duration", "functional_saver")
+# absl's full prefix on a Python log line: shown only with --verbosity 1 or more (cli.ShortLogFormatter).
+ABSL_PREFIX = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [\w.<>-]+:\d+\] ")
 TINY = ["--dataset=tiny", "--data_dir=data", "--input_fname_pattern=*.png", "--input_height=16",
         "--output_height=16", "--z_dim=8", "--gf_dim=4", "--df_dim=4", "--batch_size=4", "--sample_num=4"]
 
@@ -33,7 +36,7 @@ def run_main(cwd, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def tiny_cwd(tmp_path_factory):
-    """A working directory with data/tiny (24 random 16x16 PNGs)."""
+    """A working directory with data/tiny (24 random 16x16 PNGs) and data/tiny_bad (4 PNGs and a broken one)."""
     import numpy as np
     from PIL import Image
 
@@ -42,6 +45,10 @@ def tiny_cwd(tmp_path_factory):
     rng = np.random.default_rng(0)
     for i in range(24):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(cwd / "data" / "tiny" / f"{i}.png")
+    (cwd / "data" / "tiny_bad").mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(cwd / "data" / "tiny_bad" / f"{i}.png")
+    (cwd / "data" / "tiny_bad" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     return cwd
 
 
@@ -54,7 +61,11 @@ def test_training_and_generating_show_only_our_lines(tiny_cwd):
         for line in result.stderr.splitlines():
             assert not any(noise in line for noise in NOISE), line
             assert not quiet.is_native_log_line(line.encode()), line
-    assert "Training data tiny: 24 images" in train.stderr  # our own log lines still show
+    assert "Training data tiny: 24 images" in train.stderr  # our own log lines still show, short
+    assert re.search(r"^\d\d:\d\d:\d\d Training data tiny: 24 images", train.stderr, re.MULTILINE), train.stderr
+    assert re.search(r"^\d\d:\d\d:\d\d restored checkpoints/tiny_16x16/ckpt-6", generate.stderr, re.MULTILINE)
+    for line in train.stderr.splitlines() + generate.stderr.splitlines():
+        assert not ABSL_PREFIX.match(line), line
     assert "done: epoch 1, step 6" in train.stdout
     assert "restored checkpoints/tiny_16x16/ckpt-6" in generate.stderr
     assert "wrote 9 files to samples/tiny_16x16" in generate.stdout
@@ -66,6 +77,15 @@ def test_verbosity_1_shows_tensorflow_lines(tiny_cwd):
     assert result.returncode == 0, result.stderr
     assert "Sharding callback duration" in result.stderr  # TensorFlow's absl INFO line at each checkpoint
     assert any(quiet.is_native_log_line(line.encode()) for line in result.stderr.splitlines())
+    ours = [line for line in result.stderr.splitlines() if "Training data tiny: 24 images" in line]
+    assert len(ours) == 1 and ABSL_PREFIX.match(ours[0]) and " data.py:" in ours[0], ours  # absl's full prefix
+
+
+def test_warnings_stay_marked_in_short_lines(tiny_cwd):
+    result = run_main(tiny_cwd, "--dataset=tiny_bad", "--train", "--epoch=1")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^WARNING \d\d:\d\d:\d\d Skipped 1 of 5 files in ", result.stderr, re.MULTILINE), result.stderr
+    assert re.search(r"^\d\d:\d\d:\d\d Training data tiny_bad: 4 images", result.stderr, re.MULTILINE), result.stderr
 
 
 def test_native_log_lines_are_told_from_ours():
