@@ -33,9 +33,17 @@ def config_from_flags() -> TrainConfig:
     return TrainConfig(**apply_preset(values, given)).validate()
 
 
+def saved_run_config_from_flags() -> TrainConfig:
+    """config_from_flags for a use of a trained run: the architecture flags not given are the run's (FLAGS.json)."""
+    from dcgan_tf.runs import with_saved_architecture
+
+    values, given = flag_values(TrainConfig)
+    return with_saved_architecture(TrainConfig(**apply_preset(values, given)), given)
+
+
 def run(_argv):
-    cfg = config_from_flags()
     modes = ModeConfig(**flag_values(ModeConfig)[0])
+    cfg = config_from_flags() if modes.train else saved_run_config_from_flags()
     if modes.train:
         from dcgan_tf.train import train
 

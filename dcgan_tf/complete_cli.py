@@ -162,7 +162,12 @@ def mask_for(item: Item, cfg: CompleteConfig, shared_mask, load, height: int, wi
         return shared_mask
     if cfg.mask_type == "file":
         return load_own_mask(find_mask_file(cfg.mask_dir, item), item, load, height, width)
-    rng = np.random.default_rng([cfg.seed, item.key])
+    return draw_mask(cfg, item.key, height, width)
+
+
+def draw_mask(cfg: CompleteConfig, key: int, height: int, width: int) -> np.ndarray:
+    """The --mask_type mask [H, W, 1] of the image keyed `key`, drawn from (--seed, key) (every type but file)."""
+    rng = np.random.default_rng([cfg.seed, key])
     return make_mask(cfg.mask_type, height, width, rng=rng, center_scale=cfg.center_scale,
                      random_fraction=cfg.random_fraction, half_side=cfg.half_side)
 

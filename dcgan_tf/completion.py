@@ -23,8 +23,9 @@ import numpy as np
 import tensorflow as tf
 
 from dcgan_tf.blend import blend_images, paste
-from dcgan_tf.class_prior import log_softmax
+from dcgan_tf.class_prior import log_softmax, weighted_known_pixels_prior
 from dcgan_tf.config import APPROACHES, CLASS_SEARCHES, DEFAULT_PRIOR_WEIGHT
+from dcgan_tf.images import as_written
 from dcgan_tf.latent import sample_z, z_range
 from dcgan_tf.losses import generator_loss
 from dcgan_tf.masks import gaussian_blur, lowres_view
@@ -149,6 +150,10 @@ class Completion:
     snapshot_steps: list  # iterations of the snapshots, the last one n_iter
     snapshots: np.ndarray  # [T, N, H, W, C] G(z) at those iterations (T = 0 without snapshots)
     images: np.ndarray | None = None  # [N, H, W, C] blended completions (set by `complete`)
+    keep: np.ndarray | None = None  # [N, H, W, 1] pixels `images` took from the input (set by `complete`)
+    snapshot_images: np.ndarray | None = None  # [T, N, H, W, C] the snapshots blended (set by `complete`)
+    psnr: np.ndarray | None = None  # [N] dB over the hole against the originals (NaN: none given)
+    ssim: np.ndarray | None = None  # [N] SSIM over the hole against the originals (NaN: none given)
     # Label-free class choice (conditional model, no labels given); otherwise -1 / NaN:
     runner_up: np.ndarray | None = None  # [N] the second-best class of the final comparison
     runner_up_losses: dict | None = None  # name -> [N] final losses of the runner-up's completion
@@ -289,6 +294,46 @@ class Completer:
                 results.append(search.choose(run, starts[lo:hi], n_iter, None if prior is None else prior[lo:hi],
                                              prior_weight, consistency))
         return _concatenate(results)
+
+    def complete(self, images, masks, labels=None, *, blend: str = "poisson", keep=None, originals=None,
+                 classify=None, class_prior=None, **search) -> Completion:
+        """Completes images: finds z per image (__call__), blends G(z) into the hole and scores the result.
+
+        The one function behind `completion.complete`, complete.py and `dcgan_tf.load_run(...).complete`.
+
+        Args:
+          images: [N, H, W, C] in [-1, 1].
+          masks: [N, H, W, 1], 1 = known.
+          labels: [N] class ids for a conditional model; None chooses each image's class.
+          blend: "poisson" or "none" (paste).
+          keep: [N, H, W, 1] pixels the output keeps from `images`; default `default_keep(masks)`.
+          originals: [N, H, W, C] in [-1, 1] to score against (PSNR and SSIM over the pixels not kept, of the
+            completion as an 8-bit image holds it); None leaves the scores NaN.
+          classify: images -> logits of the class prior (label-free only): it classifies the known pixels
+            (class_prior.weighted_known_pixels_prior, unless class_prior is given) and each class's completion.
+          class_prior: [N, y_dim] log-probabilities of the classes; see __call__.
+          **search: the other keyword arguments of __call__ (seeds, n_iter, num_restarts, snapshot_every, ...).
+
+        Returns:
+          the Completion, with `images`, `keep`, `snapshot_images` and the scores set.
+
+        Example:
+          >>> completer = Completer(G, D, batch_size=4, z_dim=100)  # doctest: +SKIP
+          >>> result = completer.complete(images, masks, n_iter=100, originals=images)  # doctest: +SKIP
+        """
+        images, masks = np.asarray(images, np.float32), np.asarray(masks, np.float32)
+        label_free = labels is None and self.y_dim
+        if classify is not None and label_free and class_prior is None:
+            class_prior = weighted_known_pixels_prior(classify, images, masks, self.pool)
+        result = self(images, masks, labels, classify=classify if label_free else None, class_prior=class_prior,
+                      **search)
+        result.keep = default_keep(masks) if keep is None else np.asarray(keep, np.float32)
+        result.images = blend_images(images, result.generated, result.keep, blend)
+        if search.get("snapshot_every"):
+            result.snapshot_images = np.stack([blend_images(images, g, result.keep, blend)
+                                               for g in result.snapshots])  # [T, N, H, W, C]
+        result.psnr, result.ssim = hole_scores(originals, result.images, 1.0 - result.keep)
+        return result
 
     def _class_search(self, labels, mode: str, n_iter: int, pilot_iter: int | None, top_k: int) -> ClassSearch:
         """The validated plan of the label-free class choice (a plan of one run when it does not apply)."""
@@ -466,7 +511,8 @@ def complete(G, D, images, masks, *, labels=None, z_dim: int, y_dim: int = 0, z_
              weighted_mask: bool = True, window: int = 7, pool: int = 1, num_restarts: int = 1,
              batch_size: int = 64, blend: str = "poisson", keep=None, seeds: Sequence[int] | None = None,
              snapshot_every: int = 0, on_progress=None, class_search: str = "pilot", pilot_iter: int | None = None,
-             top_k: int = 1, class_prior=None, classify=None, prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> Completion:
+             top_k: int = 1, class_prior=None, classify=None, prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+             originals=None) -> Completion:
     """Completes N images with a trained DCGAN: finds z per image, then blends G(z) into the hole.
 
     Args:
@@ -478,21 +524,37 @@ def complete(G, D, images, masks, *, labels=None, z_dim: int, y_dim: int = 0, z_
         and zeros for an image whose mask has none (full, lowres: every pixel known), whose output is then G(z),
         as complete.py writes it.
       blend: "poisson" or "none" (paste).
+      originals: [N, H, W, C] to score the completions against (PSNR, SSIM over the hole); None: no scores.
+      classify: the class prior's classifier (label-free); see Completer.complete.
       Other arguments: see Completer and Completer.__call__.
 
     Returns:
       a Completion whose `images` are the blended completions.
+
+    Example:
+      >>> result = complete(G, D, images, masks, z_dim=100, n_iter=200, originals=images)  # doctest: +SKIP
+      >>> result.images.shape, result.psnr  # doctest: +SKIP
     """
     completer = Completer(G, D, batch_size=batch_size, z_dim=z_dim, y_dim=y_dim, z_dist=z_dist, loss=loss, lam=lam,
                           approach=approach, lr=lr, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
                           weighted_mask=weighted_mask, window=window, pool=pool)
-    result = completer(images, masks, labels, seeds=seeds, n_iter=n_iter, num_restarts=num_restarts,
-                       snapshot_every=snapshot_every, on_progress=on_progress, class_search=class_search,
-                       pilot_iter=pilot_iter, top_k=top_k, class_prior=class_prior, classify=classify,
-                       prior_weight=prior_weight)
-    keep = default_keep(masks) if keep is None else np.asarray(keep)
-    result.images = blend_images(np.asarray(images, np.float32), result.generated, keep, blend)
-    return result
+    return completer.complete(images, masks, labels, blend=blend, keep=keep, originals=originals, classify=classify,
+                              class_prior=class_prior, seeds=seeds, n_iter=n_iter, num_restarts=num_restarts,
+                              snapshot_every=snapshot_every, on_progress=on_progress, class_search=class_search,
+                              pilot_iter=pilot_iter, top_k=top_k, prior_weight=prior_weight)
+
+
+def image_seeds(seed: int, keys: Sequence[int]) -> list[int]:
+    """Per-image seeds of the starting z, one from (seed, key) for each image's key.
+
+    complete.py keys an image by a hash of its output name, so its completion does not depend on the other
+    images completed with it; `dcgan_tf.load_run(...).complete` by its index unless given keys.
+
+    Example:
+      >>> image_seeds(0, [0, 1]) == image_seeds(0, [0, 1])
+      True
+    """
+    return [int(np.random.SeedSequence([int(seed), int(key)]).generate_state(1)[0]) for key in keys]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -531,6 +593,23 @@ def ssim_map(original, completed, *, filter_size: int = 11, sigma: float = 1.5, 
     cov = mean(a * b) - mu_a * mu_b
     c1, c2 = k1 ** 2, k2 ** 2
     return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+
+
+def hole_scores(originals, completed, hole) -> tuple[np.ndarray, np.ndarray]:
+    """PSNR and SSIM [N] of each completion over its hole, as the 8-bit image it is written as holds it.
+
+    Args:
+      originals: [N, H, W, C] in [-1, 1], or None (then both are NaN).
+      completed: [N, H, W, C] in [-1, 1].
+      hole: [N, H, W, 1], > 0 where the completion took G(z).
+    """
+    n = len(completed)
+    if originals is None:
+        return np.full(n, np.nan), np.full(n, np.nan)
+    written = as_written(completed)
+    originals = np.asarray(originals, np.float32)
+    return (np.array([psnr(o, c, h) for o, c, h in zip(originals, written, hole)]),
+            np.array([ssim(o, c, h) for o, c, h in zip(originals, written, hole)]))
 
 
 def ssim(original, completed, region) -> float:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Collection
 
 import tensorflow as tf
 
 from dcgan_tf.checkpoint import create_checkpoint, restore_latest
-from dcgan_tf.config import TrainConfig, check_against_saved
+from dcgan_tf.config import ARCHITECTURE_FIELDS, RunPaths, TrainConfig, check_against_saved, read_saved_flags
 from dcgan_tf.errors import DcganError
 from dcgan_tf.model import models_from_config
 
@@ -55,6 +56,30 @@ def read_run_flags(checkpoint_dir: str) -> dict:
 def is_run_folder(folder: str) -> bool:
     """Whether `folder` holds a trained run: its FLAGS.json and at least one checkpoint."""
     return os.path.isfile(os.path.join(folder, "FLAGS.json")) and tf.train.latest_checkpoint(folder) is not None
+
+
+def with_saved_architecture(cfg: TrainConfig, given: Collection[str] = ()) -> TrainConfig:
+    """A command's settings for using a saved run: the architecture flags it did not give are the run's.
+
+    A run carries its own settings: `main.py --out_name X --generate_test_images 100` on a run trained with
+    `--preset tuned` takes its --g_ema 0.999 from FLAGS.json. A flag given explicitly is kept, so one that
+    differs from the run still stops with the error naming it (check_against_saved).
+
+    Args:
+      cfg: the command's settings (flag values, a --preset filled in); its out_name names the run.
+      given: the names of the flags given explicitly.
+
+    Returns:
+      the validated settings; cfg itself (validated) when the run has no FLAGS.json yet.
+
+    Example:
+      >>> cfg = with_saved_architecture(TrainConfig(out_name="fm"), given={"out_name"})  # doctest: +SKIP
+    """
+    saved = read_saved_flags(RunPaths.from_config(cfg))
+    if saved is None:
+        return cfg.validate()
+    inherited = {name: saved[name] for name in ARCHITECTURE_FIELDS if name in saved and name not in given}
+    return dataclasses.replace(cfg, **inherited).validate()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,4 +169,4 @@ def load_run(checkpoint_dir: str, cfg: TrainConfig | None = None, *, use_ema: bo
 
 
 __all__ = ["RunFolder", "TrainedRun", "find_run", "is_run_folder", "load_run", "read_run_flags", "scan_run",
-           "create_checkpoint"]
+           "with_saved_architecture", "create_checkpoint"]

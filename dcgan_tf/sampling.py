@@ -72,13 +72,24 @@ def sample_batches(sampler: Sampler, n: int, *, seed: int = 0,
     z is drawn per batch from one generator seeded with `seed`, so the same (seed, batch size) gives the
     same images, and the first images of a long run equal those of a short one.
     """
-    rng = tf.random.Generator.from_seed(seed)
+    z = random_z(sampler, n, seed=seed)  # [n, z_dim]
     labels = sampler.labels(n, label)  # [n, y_dim]
     for start in range(0, n, sampler.batch_size):
         stop = min(start + sampler.batch_size, n)
-        z = sample_z(rng, stop - start, sampler.z_dim, sampler.z_dist)
         ids = [int(np.argmax(y)) for y in labels[start:stop]] if sampler.y_dim else [None] * (stop - start)
-        yield start, sampler(z, labels[start:stop]), ids
+        yield start, sampler(z[start:stop], labels[start:stop]), ids
+
+
+def random_z(sampler: Sampler, n: int, *, seed: int = 0) -> np.ndarray:
+    """The z [n, z_dim] of `sample_batches`: drawn batch by batch from one generator seeded with `seed`.
+
+    Example:
+      >>> z = random_z(Sampler(G, z_dim=100), 16, seed=0)  # doctest: +SKIP
+    """
+    rng = tf.random.Generator.from_seed(seed)
+    batches = [sample_z(rng, min(sampler.batch_size, n - start), sampler.z_dim, sampler.z_dist).numpy()
+               for start in range(0, n, sampler.batch_size)]
+    return np.concatenate(batches) if batches else np.zeros((0, sampler.z_dim), np.float32)
 
 
 def save_random_grid(sampler: Sampler, path: str, *, n: int, seed: int = 0, label: int | None = None) -> str:

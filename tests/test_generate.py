@@ -149,9 +149,9 @@ def cli():
 
     def run(argv, capsys):
         main.FLAGS.unparse_flags()
-        main.FLAGS(argv)
+        rest = main.FLAGS(argv)  # absl's leftover argv, as app.run gives main
         with pytest.raises(SystemExit) as e:
-            main.main(argv)
+            main.main(rest)
         out = capsys.readouterr()
         return e.value.code, out.out, out.err
 
@@ -207,3 +207,16 @@ def test_cli_missing_checkpoint_names_the_folder(tmp_path):
         f"error: no trained checkpoint in {folder}: train first with the same --dataset, sizes and --out_name "
         "(and --checkpoint_dir), or point --checkpoint_dir at a run")
     assert not os.path.exists(tmp_path / "s")
+
+
+def test_main_takes_the_architecture_the_run_was_trained_with(cli, tmp_path, capsys):
+    """A run carries its settings: a flag the command leaves out is the run's (FLAGS.json); one given and
+    different still stops, naming it."""
+    cfg, paths, _, _ = make_run(tmp_path, size=SIZE, g_ema=0.999, out_name="ema_run")
+    argv = ["main.py", f"--dataset={cfg.dataset}", f"--out_name={cfg.out_name}", f"--out_dir={cfg.out_dir}",
+            f"--checkpoint_dir={cfg.checkpoint_dir}", f"--sample_dir={cfg.sample_dir}", "--batch_size=4"]
+    code, out, err = cli(argv + ["--generate_test_images=2"], capsys)  # no --z_dim, --gf_dim, --g_ema, sizes...
+    assert code == 0, err
+    assert f"wrote 3 files to {paths.sample_dir}" in out
+    code, _, err = cli(argv + ["--generate_test_images=2", "--g_ema=0.5"], capsys)
+    assert code == 2 and "error: --g_ema: is 0.5 but the saved run 'ema_run' was trained with 0.999" in err
