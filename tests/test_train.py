@@ -217,7 +217,7 @@ def test_wgan_gp_with_critic_steps_and_ema_trains_end_to_end(tiny_image_folder, 
     assert np.isfinite(result.metrics["gradient_penalty"]) and result.metrics["gradient_penalty"] >= 0
     events = EventAccumulator(result.paths.run_dir)
     events.Reload()
-    assert "gradient_penalty" in events.Tags()["tensors"]
+    assert "loss/gradient_penalty" in events.Tags()["tensors"]
     run = load_run(result.paths.checkpoint_dir, cfg)
     assert run.config.d_norm == "layer" and run.config.g_ema == 0.9
     assert not any("moving_variance" in v.path for v in run.discriminator.weights)
