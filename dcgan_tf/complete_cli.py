@@ -3,7 +3,9 @@
 `run_completion(cfg)` loads the run from `--checkpoint_dir` (of a folder of runs, the newest of those that fit the
 images best: `choose_run`), prepares each image exactly as training did
 (data.load_image with the run's size, crop and channels), draws or reads its mask, completes the images
-batch by batch with one compiled `Completer`, and writes per image, into `<out_dir>/<name>/`:
+batch by batch with one compiled `Completer` (`Completer.complete`, the function behind
+`dcgan_tf.load_run(...).complete`: it blends, keeps the known pixels and scores), and writes per image, into
+`<out_dir>/<name>/`:
   input.png, masked.png, mask.png (white = known), generated.png (G(z*)), completion.png,
   losses.csv (contextual, perceptual, total per iteration), result.json (written last: the image is done),
   and with --out_interval K: snapshots/{generated,completion}_<iter>.png every K iterations and progress.gif.
@@ -13,7 +15,8 @@ rewritten atomically after every batch. A re-run skips images whose result.json 
 and refuses an --out_dir made with different settings.
 
 Scores: PSNR over the hole's pixels, and SSIM as the per-pixel SSIM map (11x11 Gaussian window) averaged
-over the hole's pixels; for `full` and `lowres` the "hole" is the whole image.
+over the hole's pixels; a mask with no missing pixel (`full`, `lowres`) makes the whole image the "hole": the
+output is G(z) (completion.default_keep).
 """
 
 from __future__ import annotations
@@ -31,18 +34,15 @@ from absl import logging
 from PIL import Image
 
 from dcgan_tf.atomic import write_json_atomic, write_text_atomic
-from dcgan_tf.blend import PoissonBlender, paste
-from dcgan_tf.class_prior import load_classify, trained_on_holes, weighted_known_pixels_prior
-from dcgan_tf.completion import LOSS_NAMES, Completer, psnr, ssim
+from dcgan_tf.class_prior import load_classify, trained_on_holes
+from dcgan_tf.completion import LOSS_NAMES, Completer, image_seeds
 from dcgan_tf.config import CompleteConfig
 from dcgan_tf.decode import detect_channels, displayed_size, load_image
 from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.images import as_written, make_grid, save_gif, save_image
 from dcgan_tf.masks import (
-    NO_HOLE_TYPES,
     check_mask_size,
     context_pool,
-    hole_mask,
     make_mask,
     mask_from_array,
     masked_view,
@@ -236,11 +236,11 @@ def class_choice_record(result, i: int) -> dict | None:
             "pilot_total": pilot if any(x is not None for x in pilot) else None}
 
 
-def finish_item(item: Item, i: int, result, cfg: CompleteConfig, keep: np.ndarray, pool: int) -> dict:
-    """Blends, scores and writes one image's files; result.json goes last. Returns the image's record."""
+def finish_item(item: Item, i: int, result, cfg: CompleteConfig, pool: int) -> dict:
+    """Writes one image's files from the batch's Completion (blended and scored by Completer.complete);
+    result.json goes last. Returns the image's record."""
     folder = os.path.join(cfg.out_dir, item.name)
-    blend = PoissonBlender(keep) if cfg.blend == "poisson" else (lambda y, g: paste(y, g, keep))
-    completion = as_written(blend(item.image, result.generated[i]))  # scored exactly as completion.png holds it
+    completion = as_written(result.images[i])  # what completion.png holds, which the scores are of
     save_image(item.image, os.path.join(folder, "input.png"))
     save_image(masked_view(item.image, item.known, pool), os.path.join(folder, "masked.png"))
     save_image(item.known * 2.0 - 1.0, os.path.join(folder, "mask.png"))
@@ -249,12 +249,10 @@ def finish_item(item: Item, i: int, result, cfg: CompleteConfig, keep: np.ndarra
     losses = {k: v[i] for k, v in result.losses.items()}
     save_losses_csv(os.path.join(folder, "losses.csv"), losses)
     if cfg.out_interval:
-        snaps = result.snapshots[:, i]
-        save_snapshots(folder, item, result.snapshot_steps, snaps, [blend(item.image, g) for g in snaps])
-    hole = hole_mask(cfg.mask_type, item.known)
+        save_snapshots(folder, item, result.snapshot_steps, result.snapshots[:, i], result.snapshot_images[:, i])
+    hole = 1.0 - result.keep[i]  # the pixels taken from G(z): the whole image for full and lowres
     record = {"source": os.path.abspath(item.path), **{k: float(v[-1]) for k, v in losses.items()},
-              "psnr_hole": _finite(psnr(item.image, completion, hole)),
-              "ssim_hole": _finite(ssim(item.image, completion, hole)),
+              "psnr_hole": _finite(float(result.psnr[i])), "ssim_hole": _finite(float(result.ssim[i])),
               "hole_fraction": float(hole.mean()), "label": None if result.labels[i] < 0 else int(result.labels[i]),
               "restart": int(result.restarts[i]), "class_choice": class_choice_record(result, i)}
     write_json_atomic(os.path.join(folder, "result.json"), record)
@@ -398,20 +396,20 @@ def create_classify(cfg: CompleteConfig, run):
 
 
 def complete_batch(completer: Completer, batch: list[Item], cfg: CompleteConfig, title: str, classify=None):
-    """Optimises one batch with a progress bar (classify: see create_classify). Returns the Completion."""
+    """Completes, blends and scores one batch with a progress bar: Completer.complete, the function that
+    `dcgan_tf.load_run(...).complete` runs (classify: see create_classify). Returns the Completion."""
     bar = {}
 
     def on_progress(done, total, loss):
         bar.setdefault("bar", ProgressBar(total, prefix=title, every_s=5.0)).update(done, {"loss": loss})
 
-    seeds = [int(np.random.SeedSequence([cfg.seed, item.key]).generate_state(1)[0]) for item in batch]
     labels = None if cfg.label is None else np.full(len(batch), cfg.label)
     images, masks = np.stack([it.image for it in batch]), np.stack([it.known for it in batch])
-    prior = None if classify is None else weighted_known_pixels_prior(classify, images, masks, completer.pool)
-    return completer(images, masks, labels, seeds=seeds, n_iter=cfg.n_iter, num_restarts=cfg.num_restarts,
-                     snapshot_every=cfg.out_interval, on_progress=on_progress, class_search=cfg.class_search,
-                     pilot_iter=cfg.pilot_iter or None, top_k=cfg.top_k, class_prior=prior, classify=classify,
-                     prior_weight=cfg.prior_weight)
+    return completer.complete(images, masks, labels, blend=cfg.blend, originals=images, classify=classify,
+                              seeds=image_seeds(cfg.seed, [item.key for item in batch]), n_iter=cfg.n_iter,
+                              num_restarts=cfg.num_restarts, snapshot_every=cfg.out_interval,
+                              on_progress=on_progress, class_search=cfg.class_search,
+                              pilot_iter=cfg.pilot_iter or None, top_k=cfg.top_k, prior_weight=cfg.prior_weight)
 
 
 def split_finished(cfg: CompleteConfig, paths: list[str], summary: dict) -> list[Item]:
@@ -453,8 +451,7 @@ def run_completion(cfg: CompleteConfig) -> dict:
     for b, batch in enumerate(iter_batches(todo, cfg, run, summary["skipped"], shared_mask)):
         result = complete_batch(completer, batch, cfg, f"batch {b + 1}/{n_batches} ", classify)
         for i, item in enumerate(batch):
-            keep = np.zeros_like(item.known) if cfg.mask_type in NO_HOLE_TYPES else item.known
-            summary["images"][item.name] = finish_item(item, i, result, cfg, keep, pool)
+            summary["images"][item.name] = finish_item(item, i, result, cfg, pool)
         write_summary(cfg, summary)
     write_summary(cfg, summary)
     if not summary["images"]:

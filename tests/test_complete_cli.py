@@ -203,14 +203,20 @@ def test_label_free_uses_the_classifier_next_to_the_run_as_a_prior(tmp_path, ima
 
 
 def test_lowres_class_prior_sees_only_the_block_means(tmp_path):
-    """complete_batch gives the Completer a class prior computed on what a lowres completion knows."""
+    """complete_batch's search gets a class prior computed on what a lowres completion knows."""
     from dcgan_tf.complete_cli import Item, complete_batch
+    from dcgan_tf.completion import Completer
 
-    class Recorder:  # stands in for the Completer: keeps what it is given
-        pool = 4
+    class Found(Exception):
+        pass
+
+    class Recorder:  # stands in for the Completer: its `complete`, then keeps the prior the search is given
+        pool, y_dim = 4, 10
+        complete = Completer.complete
 
         def __call__(self, images, masks, labels, **kwargs):
             self.prior = kwargs["class_prior"]
+            raise Found
 
     rs = np.random.RandomState(0)
     image = rs.uniform(-0.4, 0.4, (SIZE, SIZE, 1)).astype(np.float32)
@@ -225,8 +231,9 @@ def test_lowres_class_prior_sees_only_the_block_means(tmp_path):
     for pixels in (image, image + noise):
         completer = Recorder()
         batch = [Item("a.png", "a", pixels, known), Item("b.png", "b", image, known)]
-        complete_batch(completer, batch, config("x", [], tmp_path, mask_type="lowres", lowres_factor=4), "",
-                       classify)
+        with pytest.raises(Found):
+            complete_batch(completer, batch, config("x", [], tmp_path, mask_type="lowres", lowres_factor=4), "",
+                           classify)
         priors.append(completer.prior)
     np.testing.assert_allclose(priors[0], priors[1], atol=1e-6)
     assert not np.allclose(classify(image[None]), classify((image + noise)[None]), atol=1e-3)
@@ -450,3 +457,35 @@ def test_scores_are_those_of_the_written_completion(run_dir, images, tmp_path):
     hole = 1.0 - read_png(tmp_path / "a" / "mask.png")[..., None] / 255.0
     assert record["psnr_hole"] == pytest.approx(psnr(image, written, hole), rel=1e-6)
     assert record["ssim_hole"] == pytest.approx(ssim(image, written, hole), rel=1e-6)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_outputs_equal_the_python_api_bit_for_bit(tmp_path, images, conditional):
+    """complete.py writes exactly what `dcgan_tf.load_run(...).complete` returns for the same images, masks,
+    seed and batch size: one function does the numbers (Completer.complete)."""
+    import dcgan_tf
+    from dcgan_tf.complete_cli import Item
+
+    size, c_dim = (28, 1) if conditional else (SIZE, 3)
+    _, paths, _, _ = make_run(tmp_path / "run", conditional=conditional, size=size, c_dim=c_dim)
+    settings = dict(n_iter=3, seed=4, num_restarts=2, batch_size=2)
+    if conditional:  # label-free, with the class prior of a classifier next to the run
+        from dcgan_tf.classifier import build_classifier, save_classifier
+
+        save_classifier(build_classifier(filters=2, feature_dim=4, seed=3),
+                        str(pathlib.Path(paths.checkpoint_dir).parent / "classifier_tiny"))
+        settings.update(pilot_iter=1, top_k=2)
+    mask_type = "center" if conditional else "random"
+    summary = run_completion(config(paths.checkpoint_dir, images, tmp_path / "out", mask_type=mask_type, **settings))
+    names = output_names(images)
+    run = dcgan_tf.load_run(paths.checkpoint_dir)
+    done = run.complete([Image.open(p) for p in images], mask_type=mask_type,
+                        keys=[Item(p, n).key for p, n in zip(images, names)], **settings)
+    for i, name in enumerate(names):
+        for file, expected in (("completion.png", done.images[i]), ("generated.png", done.generated[i])):
+            np.testing.assert_array_equal(read_png(tmp_path / "out" / name / file).reshape(expected.shape), expected)
+        record = summary["images"][name]
+        assert (record["psnr_hole"], record["ssim_hole"]) == (done.psnr[i], done.ssim[i])
+        assert record["label"] == (int(done.labels[i]) if conditional else None)
+    if conditional:
+        assert [summary["images"][n]["class_choice"]["runner_up"] for n in names] == list(done.runner_up)
