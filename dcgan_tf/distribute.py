@@ -12,12 +12,15 @@ Under a strategy one step computes what one device computes on the whole `--batc
   batch from the run's seeded generator and each replica keeps its rows (`GlobalBatchGenerator`);
 - each replica divides its mean losses by N and the optimisers sum the replicas' gradients (train.py);
 - batch norm normalises with the statistics of the global batch (`synchronize_batch_norm`), so its moving
-  statistics are those of one device too;
+  statistics are those of one device too, to float32 rounding: several replicas compute E[x^2] - E[x]^2 in
+  float32, one device uses the fused kernel;
 - with --d_steps, each replica's share holds its rows of every D update's batch (`distribute_dataset`);
 - replicas agree through all-reduces wherever one device decides alone: whether an update is finite
   (--nan_policy skip_batch, `all_replicas_true`, `apply_or_restore`), whether float16 gradients overflowed
   (`agree_on_overflow`), and, across workers, whether --max_minutes has passed on the chief (`chief_decides`).
   The EMA generator and spectral-norm vectors need none: every replica updates its copy from identical values.
+- the step's losses, D outputs and histograms stay per replica until the training loop logs them
+  (`gather_metrics`); only whether the step was finite is agreed every step.
 
 One strategy per kind and process (`create_strategy`): every new MirroredStrategy starts its collective keys
 at the same numbers, and TensorFlow's collective runtime remembers each key's tensor shape for the life of
@@ -250,32 +253,57 @@ def distribute_train_step(strategy: tf.distribute.Strategy | None, train_step):
     """Runs the body of `train_step` (a tf.function from make_train_step) on every replica; itself without a
     strategy.
 
-    The returned tf.function takes a distributed batch and returns the same dict as `train_step` for the
-    global batch: floating scalars averaged over replicas (means of equal-sized parts: the global mean),
-    per-example tensors (`z`, `d`, `d_`) gathered in batch order, booleans true only if true everywhere, other
-    scalars (counters, equal everywhere) from the first local replica.
+    The returned tf.function takes a distributed batch and returns the dict of `train_step` with `finite` agreed
+    by every replica (one all-reduce, every step) and every other value still per replica: reducing them is
+    left to `gather_metrics`, which the training loop calls only on the steps it logs.
     """
     if strategy is None:
         return train_step
     body = train_step.python_function
 
-    def combine(value):
-        first = strategy.experimental_local_results(value)[0]
-        if first.shape.rank:
-            return strategy.gather(value, axis=0)
-        if first.dtype.is_floating:
-            return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-        if first.dtype == tf.bool:
-            failed = strategy.run(lambda v: tf.cast(tf.logical_not(v), tf.int32), args=(value,))
-            return tf.equal(strategy.reduce(tf.distribute.ReduceOp.SUM, failed, axis=None), 0)
-        return first
-
     @tf.function
     def distributed_train_step(real_images, labels):
         per_replica = strategy.run(body, args=(real_images, labels))
-        return {k: combine(v) for k, v in per_replica.items()}
+        return {**per_replica, "finite": _all_true(strategy, per_replica["finite"])}
 
     return distributed_train_step
+
+
+def _all_true(strategy: tf.distribute.Strategy, flags):
+    """Cross-replica: whether a per-replica bool is true on every replica."""
+    failed = strategy.run(lambda v: tf.cast(tf.logical_not(v), tf.int32), args=(flags,))
+    return tf.equal(strategy.reduce(tf.distribute.ReduceOp.SUM, failed, axis=None), 0)
+
+
+_GATHERS: dict[int, object] = {}
+
+
+def gather_metrics(strategy: tf.distribute.Strategy | None, metrics: dict) -> dict:
+    """The dict of a distributed train step for the global batch, as one device returns it: floating scalars
+    averaged over replicas (means of equal-sized parts: the global mean), per-example tensors (`z`, `d`, `d_`)
+    gathered in batch order, booleans true only if true everywhere, other scalars (counters, equal everywhere)
+    from the first local replica. `metrics` itself without a strategy.
+
+    About eight all-reduces and three gathers: call it where the values are used, not every step. Under
+    multi_worker every worker must call it at the same steps.
+    """
+    if strategy is None:
+        return metrics
+    if id(strategy) not in _GATHERS:
+        def combine(value):
+            if not isinstance(value, tf.distribute.DistributedValues):  # agreed already (`finite`)
+                return value
+            first = strategy.experimental_local_results(value)[0]
+            if first.shape.rank:
+                return strategy.gather(value, axis=0)
+            if first.dtype.is_floating:
+                return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+            if first.dtype == tf.bool:
+                return _all_true(strategy, value)
+            return first
+
+        _GATHERS[id(strategy)] = tf.function(lambda metrics: {k: combine(v) for k, v in metrics.items()})
+    return _GATHERS[id(strategy)](metrics)
 
 
 _VOTES: dict[int, object] = {}

@@ -498,12 +498,12 @@ def train(cfg: TrainConfig) -> TrainResult:
                 epoch_t0, first = time.perf_counter(), in_epoch
                 batches = data.dataset.take(max(data.steps_per_epoch - in_epoch, 0))
                 for real_images, labels in distribute.distribute_dataset(strategy, batches, cfg.d_steps):
-                    metrics = train_step(real_images, labels)
+                    metrics = train_step(real_images, labels)  # under a strategy: per replica, `finite` agreed
                     if cfg.nan_policy == "stop" and not bool(metrics["finite"]):
-                        raise NonFiniteError(step + 1, metrics, saved_step)
+                        raise NonFiniteError(step + 1, distribute.gather_metrics(strategy, metrics), saved_step)
                     step, in_epoch, images_seen = step + 1, in_epoch + 1, images_seen + cfg.images_per_step
-                    if step % cfg.log_freq == 0 or in_epoch == data.steps_per_epoch:
-                        scalars = write_summaries(writer, step, metrics, lrs)
+                    if step % cfg.log_freq == 0 or in_epoch == data.steps_per_epoch:  # the same steps on every worker
+                        scalars = write_summaries(writer, step, distribute.gather_metrics(strategy, metrics), lrs)
                         rate = (in_epoch - first) * cfg.images_per_step / max(time.perf_counter() - epoch_t0, 1e-9)
                         bar.update(in_epoch, {"img/s": rate, **scalars})
                     if chief and step % cfg.sample_freq == 0:

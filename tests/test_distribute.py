@@ -78,7 +78,7 @@ def run_mirrored_checks(folder: str) -> dict:
         init1, init2 = values(vars1), values(vars2)
         out1 = step1(images, labels)
         batch = next(iter(distribute.distribute_dataset(strategy, tf.data.Dataset.from_tensors((images, labels)))))
-        out2 = step2(*batch)
+        out2 = distribute.gather_metrics(strategy, step2(*batch))
         after1, after2 = values(vars1), values(vars2)
         names = [v.path for v in vars1]
         # A bias straight before batch norm has a zero gradient in exact arithmetic, so its value after a step is
@@ -145,21 +145,34 @@ def test_mirrored_step_equals_one_device_step_and_checkpoints_cross(tmp_path):
 
 # Each option refused until now, one step on 2 logical CPU devices against one device, in few runs (each costs
 # half a minute of tracing on a loaded CPU). `excess` tolerances (atol, rtol) for weights (G, D, batch-norm
-# statistics, spectral-norm u, EMA) and for Adam's moments, measured with a margin. Float32 runs differ by
-# summation order only (fused batch norm on one device, Keras' synchronised one on two), but Adam's first steps
-# are about lr * sign(g), so a gradient component near 0 that changes sign moves a weight by 4e-4 and, after
-# several updates (--d_steps), what depends on it. bfloat16 rounds every activation to 8 bits: the gradients of
-# batch-norm scales and offsets (sums that mostly cancel) then differ by up to 20% of their largest value. A
-# missing 1/replicas (every moment 2x) or a D update on the wrong images is far outside both.
-FLOAT32, BFLOAT16 = ((1e-4, 1e-3), (1e-9, 2e-3)), ((5e-4, 1e-2), (1e-7, 0.25))
+# statistics, spectral-norm u, EMA) and for Adam's moments. This is the check that a strategy computes what one
+# device computes, so it runs in float32, where the two differ only in summation order: fused batch norm on one
+# device, E[x^2] - E[x]^2 in float32 on two, and the all-reduce of two half-batch gradients (float32's rounding
+# is 2^-24 = 6e-8 per sum). Adam's first steps are lr * sign(g), so a gradient component within that noise of 0
+# may change sign and move a weight by 2 lr = 4e-4 and, after several updates (--d_steps), what depends on it:
+# atol 1e-4 = lr / 2 plus 1e-3 of the largest value (measured: at most 0.3 of this tolerance). One missing or
+# doubled Adam step (lr = 2e-4 on every weight) exceeds it on every kernel (largest value < 0.1), and a missing
+# 1/replicas (every moment 2x) or a D update on the wrong images is far outside both.
+# bfloat16 is checked against float32 on one device (tests/test_train_step.py), where its rounding has derived
+# bounds: here its 8 bits (2^-8 per rounding) would hide the strategy's own errors. float16, the GPU's mixed
+# precision, is compared here for its loss scaling, which must skip or apply on every replica alike; its 11
+# bits (2^-11 = 4.9e-4 per rounding, the same values rounded in both runs but where summation order moves one
+# across a rounding boundary) keep it within float32's weight tolerance, and its moments within 1e-2: 20
+# roundings in series (G and D, forward and backward) of 2^-11 each.
+FLOAT32, FLOAT16 = ((1e-4, 1e-3), (1e-9, 2e-3)), ((1e-4, 1e-3), (1e-9, 1e-2))
+# Each network's update as a whole (`update_mismatch`): float32's summation-order noise (~1e-7 relative, even if
+# batch norm's cancellation amplifies it 1000x) flips a component's sign with probability arctan(1e-4) / pi
+# and changes the update's norm by as little; 1e-2 allows --d_steps to compound it (measured: 4e-5 and no
+# flips). A doubled or missing update is 1 away in size, a sign-flipped one flips every component.
+UPDATE_MISMATCH = 1e-2
 OPTIONS = {  # name: (TrainConfig fields, tolerances)
     "g_ema, spectral_norm, nan_policy skip_batch, d_steps 3": (
         {"g_ema": 0.9, "spectral_norm": True, "nan_policy": "skip_batch", "d_steps": 3}, FLOAT32),
     "loss wgan-gp, d_steps 2": ({"loss": "wgan-gp", "d_steps": 2}, FLOAT32),
-    "preset tuned (mixed_precision bfloat16, g_ema)": (
-        {"mixed_precision": True, "g_ema": 0.999, "g_steps": 1, "learning_rate_d": 0.0004,
-         "learning_rate_g": 0.0002}, BFLOAT16),
-    "mixed_precision float16 (loss scaling)": ({"mixed_precision": True}, BFLOAT16),
+    "preset tuned's training in float32 (g_ema, g_steps 1, its learning rates)": (
+        {"mixed_precision": False, "g_ema": 0.999, "g_steps": 1, "learning_rate_d": 0.0004,
+         "learning_rate_g": 0.0002}, FLOAT32),
+    "mixed_precision float16 (loss scaling)": ({"mixed_precision": True}, FLOAT16),
     "NaN on replica 1 only": ({"nan_policy": "skip_batch", "d_norm": "layer"}, FLOAT32),
 }
 
@@ -179,7 +192,7 @@ def run_option_checks(folder: str) -> dict:
     strategy = distribute.create_strategy("mirrored")
     report = {}
     for name, (fields, tolerances) in OPTIONS.items():
-        size = 16 if fields.get("mixed_precision") else 8  # 1x1 batch-norm maps of 4 values blow up in bfloat16
+        size = 16 if fields.get("mixed_precision") else 8  # 1x1 batch-norm maps of 4 values blow up in float16
         cfg = tiny_config(folder, size=size, batch_size=4, **fields)
         images = np.random.RandomState(0).uniform(-1, 1, (cfg.images_per_step, size, size, 3)).astype(np.float32)
         if name.startswith("NaN"):
@@ -205,15 +218,81 @@ def test_every_option_one_mirrored_step_equals_one_device_step(tmp_path):
         assert r["same_init"] and r["replica_copies_equal"] and r["all_finite"], (name, r)
         assert r["changed"] > 50 and r["compared"] > 80, (name, r)  # the step did something, and it is compared
         assert r["weights_excess"] <= 1 and r["moments_excess"] <= 1 and r["counters_equal"], (name, r)
-        assert r["g_changed"], (name, r)
+        assert all(max(m) <= UPDATE_MISMATCH for m in r["update_mismatch"].values()), (name, r)
+        assert r["g_changed"] and r["reduced_every_step"] == ["finite"], (name, r)
     ema_sn = report["g_ema, spectral_norm, nan_policy skip_batch, d_steps 3"]
     assert ema_sn["sn_vectors"] == 5 and ema_sn["ema_weights"] == 26 and ema_sn["nan_skipped"] == [0, 0], ema_sn
     assert not ema_sn["d_unchanged"] and ema_sn["loss_diff"] < 1e-4, ema_sn
-    assert report["preset tuned (mixed_precision bfloat16, g_ema)"]["ema_weights"] == 26
+    assert report["preset tuned's training in float32 (g_ema, g_steps 1, its learning rates)"]["ema_weights"] == 26
     # NaN images only in replica 1's rows: both replicas skip D's update (counted once, as on one device), G's
     # update (on generated images) goes ahead, and the copies stay equal.
     nan = report["NaN on replica 1 only"]
     assert nan["nan_skipped"] == [1, 1] and nan["d_unchanged"], nan
+
+
+def run_overflow_checks() -> dict:
+    """A float16 loss-scaled update on 2 logical CPU devices whose gradients overflow on replica 1 only, with the
+    replicas' agreement (distribute.agree_on_overflow) and, to show what it prevents, without it."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    import numpy as np
+
+    from dcgan_tf.optimizers import FusedAdam
+    from dcgan_tf.train import scaled_loss
+
+    strategy = distribute.create_strategy("mirrored")
+    # Replica 0's input is finite; replica 1's has one inf, so its float16 gradient does too
+    inputs = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant([1.0, 2.0, float("inf") if ctx.replica_id_in_sync_group else 3.0], tf.float16))
+    finite_inputs = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant([1.0, 2.0, 3.0], tf.float16))
+    report = {}
+    for name, agree in (("agreed", distribute.agree_on_overflow), ("not_agreed", lambda grads: grads)):
+        with strategy.scope():
+            w = keras.Variable(np.full(3, 0.5, np.float32), name=f"w_{name}")
+            opt = keras.optimizers.LossScaleOptimizer(FusedAdam(0.1), name=f"scale_{name}")
+            opt.build([w])
+
+        def replica_update(x, w=w, opt=opt, agree=agree):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.cast(tf.cast(w, tf.float16) * x, tf.float32))
+                objective = scaled_loss(opt, loss)
+            grads = agree(tape.gradient(objective, [w]))
+            opt.apply_gradients(zip(grads, [w]))
+
+        @tf.function
+        def update(x, replica_update=replica_update):
+            strategy.run(replica_update, args=(x,))
+
+        scale = float(opt.dynamic_scale.numpy())
+        try:
+            update(inputs)
+            copies = [c.numpy().tolist() for c in strategy.experimental_local_results(w.value)]
+            scales = [float(c.numpy()) for c in strategy.experimental_local_results(opt.dynamic_scale.value)]
+            update(finite_inputs)  # the next, finite update goes ahead on every replica
+            report[name] = {"weights": copies, "scale_before": scale, "scales": scales,
+                            "then": [c.numpy().tolist() for c in strategy.experimental_local_results(w.value)]}
+        except tf.errors.OpError as e:
+            report[name] = {"error": e.message[:300]}
+    return report
+
+
+def test_a_float16_overflow_on_one_replica_skips_the_update_on_every_replica(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "overflow", str(tmp_path)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    agreed = report["agreed"]
+    assert agreed["weights"] == [[0.5] * 3] * 2, agreed  # skipped on both replicas: the weights are untouched
+    assert agreed["scales"] == [agreed["scale_before"] / 2] * 2, agreed  # and both lowered the loss scale
+    then = agreed["then"]
+    assert then[0] == then[1] and all(v < 0.5 for v in then[0]), agreed  # the finite update applies everywhere
+    # Without the agreement replica 0's finite gradients decide, and the summed inf reaches the weights as NaN
+    wrong = report["not_agreed"]
+    assert "error" in wrong or any(v != v for copy in wrong["weights"] for v in copy), report
 
 
 def _build(cfg, name, strategy):
@@ -247,7 +326,8 @@ def compare_one_step(strategy, cfg, images, tolerances) -> dict:
     init1, init2 = [v.numpy() for _, v in named1], [v.numpy() for _, v in named2]
     out1 = step1(images, labels)
     dataset = tf.data.Dataset.from_tensors((images, labels))
-    out2 = step2(*next(iter(distribute.distribute_dataset(strategy, dataset, cfg.d_steps))))
+    per_replica = step2(*next(iter(distribute.distribute_dataset(strategy, dataset, cfg.d_steps))))
+    out2 = distribute.gather_metrics(strategy, per_replica)
     after1, after2 = [v.numpy() for _, v in named1], [v.numpy() for _, v in named2]
     names = [n for n, _ in named1]
     dead = dead_biases(names)
@@ -261,6 +341,8 @@ def compare_one_step(strategy, cfg, images, tolerances) -> dict:
         "compared": len(floats), "dead_biases": len(dead),
         "weights_excess": excess(after1, after2, weights, w_atol, w_rtol),
         "moments_excess": excess(after1, after2, moments, m_atol, m_rtol),
+        "update_mismatch": {net: update_mismatch(init1, after1, after2, [i for i in weights if names[i].startswith(
+            f"{net}/") and "moving" not in names[i]]) for net in ("generator", "discriminator")},
         "counters_equal": all(np.array_equal(after1[i], after2[i]) for i, n in enumerate(names)
                               if after1[i].dtype.kind != "f"),
         "loss_diff": max(abs(float(out1[k]) - float(out2[k])) for k in ("d_loss", "g_loss")),
@@ -271,8 +353,26 @@ def compare_one_step(strategy, cfg, images, tolerances) -> dict:
                          if n.startswith("generator/")),
         "all_finite": all(np.isfinite(a).all() for a in after2 if a.dtype.kind == "f"),
         "replica_copies_equal": all(_copies_equal(strategy, v) for _, v in named2),
+        # only `finite` is reduced every step; the rest waits for gather_metrics (the steps that log)
+        "reduced_every_step": sorted(k for k, v in per_replica.items()
+                                     if not isinstance(v, tf.distribute.DistributedValues)),
         "sn_vectors": sum(n.endswith("sn_u") for n in names),
         "ema_weights": sum(n.startswith("ema:") for n in names)}
+
+
+def update_mismatch(before, want, got, indices) -> list[float]:
+    """[|size - 1|, flipped] of the update got - before against want - before over the variables `indices`: its
+    norm relative to want's, and the fraction of the components that want moves whose sign differs. A doubled
+    or missing update has size 2 or 0, a sign-flipped one flips every component."""
+    import numpy as np
+
+    step_want = np.concatenate([(want[i] - before[i]).ravel() for i in indices])
+    step_got = np.concatenate([(got[i] - before[i]).ravel() for i in indices])
+    if not step_want.any():
+        return [float(step_got.any()), 0.0]
+    moved = step_want != 0
+    return [float(abs(np.linalg.norm(step_got) / np.linalg.norm(step_want) - 1)),
+            float(np.mean(np.sign(step_want[moved]) != np.sign(step_got[moved])))]
 
 
 def _copies_equal(strategy, variable) -> bool:
@@ -514,6 +614,8 @@ def test_default_strategy_changes_nothing():
     assert distribute.create_strategy("default") is None
     assert distribute.distribute_train_step(None, step) is step
     assert distribute.distribute_dataset(None, step) is step
+    metrics = {"d_loss": 1.0}
+    assert distribute.gather_metrics(None, metrics) is metrics
     assert distribute.is_chief(None)
 
 
@@ -526,3 +628,5 @@ if __name__ == "__main__":
         from dcgan_tf.model import mixed_precision_policy
 
         print(json.dumps(run_option_checks(sys.argv[2])))
+    elif sys.argv[1] == "overflow":
+        print(json.dumps(run_overflow_checks()))

@@ -1,6 +1,8 @@
 """One compiled train step: what it updates, and that smoothing and instance noise reach the loss."""
 
 import dataclasses
+import functools
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +14,26 @@ from dcgan_tf.ema import create_ema
 from dcgan_tf.latent import class_labels
 from dcgan_tf.model import models_from_config
 from dcgan_tf.train import create_optimizers, decayed_learning_rate, make_train_step
+
+
+@functools.cache
+def bf16_unsupported() -> str:
+    """Why this process cannot run a bfloat16 convolution, or "" when it can.
+
+    TensorFlow sends bfloat16 to oneDNN whenever the CPU has native bf16, even when ONEDNN_MAX_CPU_ISA=AVX2
+    (an emulated AVX2-only CPU) forbids oneDNN the instructions: oneDNN then finds no kernel and the op fails.
+    """
+    try:
+        tf.nn.conv2d(tf.ones([1, 4, 4, 2], tf.bfloat16), tf.ones([3, 3, 2, 2], tf.bfloat16), 1, "SAME")
+        return ""
+    except tf.errors.OpError as e:
+        found = re.search(r"could not create a primitive descriptor[^.]*", e.message)
+        return "this CPU cannot run a bfloat16 convolution: " + (found[0] if found else e.message[:200])
+
+
+def skip_without_bf16():
+    if bf16_unsupported():
+        pytest.skip(bf16_unsupported())
 
 
 def build(cfg, c_dim=3, seed=0):
@@ -92,6 +114,8 @@ def test_step_decay():
 
 @pytest.mark.parametrize("policy,scaling", [("mixed_bfloat16", False), ("mixed_float16", True)])
 def test_mixed_precision_step_keeps_float32_variables_and_outputs(tmp_path, policy, scaling):
+    if policy == "mixed_bfloat16":
+        skip_without_bf16()
     cfg = tiny_config(tmp_path)
     G, D = models_from_config(cfg, 3, 0, dtype_policy=policy)
     g_opt, d_opt = create_optimizers(cfg, loss_scaling=scaling)
@@ -192,9 +216,124 @@ def test_the_step_updates_the_generator_ema(tmp_path):
 
 
 def test_wgan_gp_under_bfloat16_stays_finite(tmp_path):
+    skip_without_bf16()
     cfg = tiny_config(tmp_path, loss="wgan-gp", d_steps=2)
     G, D = models_from_config(cfg, 3, 0, dtype_policy="mixed_bfloat16")
     g_opt, d_opt = create_optimizers(cfg)
     step = make_train_step(G, D, g_opt, d_opt, tf.random.Generator.from_seed(0), cfg)
     out = step(*batch(cfg))
     assert all(np.isfinite(float(out[k])) for k in ("d_loss", "g_loss", "gradient_penalty"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One bfloat16 step against one float32 step, within bounds derived from bfloat16's rounding
+#
+# u = 2^-8 (3.9e-3): bfloat16 keeps 8 significant bits, so each rounding of an activation or gradient is off by
+# at most u relative. From the same weights, data and seed the two steps then differ as follows.
+# - Gradients (Adam's first moment m = (1 - beta1) g): rounding adds noise of relative size r. About 20
+#   roundings lie in series on G's gradient (G forward, D forward, D backward, G backward: 5 layers each), so
+#   20u = 0.08; batch norm's backward pass subtracts the mean of its input gradient, which cancels most of it at
+#   initialisation (D scores every fake image alike) and amplifies r (measured here: r = 0.2 for G, 0.08 for
+#   D). R_GRAD = 0.5 allows 6x that amplification; a doubled or sign-flipped gradient has r = 1 or 2, a missing
+#   one r = 1.
+# - The noise is unrelated to the gradient, so it lengthens m: |m_bf16| / |m| = sqrt(1 + r^2) <= 1.12 for
+#   r <= 0.5 (measured: 1.015); a gradient off by 2x (a loss counted twice) or halved is outside.
+# - Adam's first step moves every weight by lr * g / (|g| + eps'), i.e. by lr in the direction of sign(g)
+#   whatever g's rounding: the size of each network's update (the norm of new - old over its weights) matches
+#   float32 within 2e-2 (measured: 1e-3); a doubled update is 2x, a missing one 0.
+# - Its direction flips where the noise outweighs the gradient: for independent Gaussian gradient and noise of
+#   relative size r a component flips with probability arctan(r) / pi, at most 15% for r <= 0.5 (measured: 7%
+#   for G, 2% for D); a sign-flipped update flips them all, an unrelated one half.
+# - Batch-norm moving statistics average the batch's activations, which passed through at most L = 9 roundings
+#   (G's 5 layers and D's first 4 on fake images): each moves by at most L u = 3.5e-2 of the layer's largest
+#   update. This is the only check as loose as bfloat16's rounding of a single value; it does not see G's or
+#   D's updates.
+U_BF16 = 2.0 ** -8
+R_GRAD = 0.5
+BOUNDS = {"gradient_noise": R_GRAD, "moment_norm": float(np.sqrt(1 + R_GRAD**2) - 1), "update_size": 2e-2,
+          "flipped": float(np.arctan(R_GRAD) / np.pi), "bn_statistics": 9 * U_BF16}
+TUNED_TRAINING = {"g_ema": 0.999, "g_steps": 1, "learning_rate_d": 0.0004, "learning_rate_g": 0.0002}
+
+
+def one_step_values(cfg, policy):
+    """({name: value} before, {name: value} after) one train step of `cfg` computed in `policy`: G and D
+    weights (BN statistics included), Adam's slots, and the EMA generator's weights as `ema:<G weight>`."""
+    tf.keras.utils.set_random_seed(0)
+    G, D = models_from_config(cfg, 3, 0, dtype_policy=policy)
+    g_opt, d_opt = create_optimizers(cfg)
+    g_opt.build(G.trainable_variables)  # Adam's slots exist before the step, to be read
+    d_opt.build(D.trainable_variables)
+    ema = create_ema(cfg, G, 3, 0)
+    step = make_train_step(G, D, g_opt, d_opt, tf.random.Generator.from_seed(0), cfg, ema=ema)
+    named = {v.path: v for v in G.weights + D.weights + g_opt.variables + d_opt.variables}
+    named.update({f"ema:{g.path}": a for g, a in zip(G.weights, ema.model.weights)})
+    before = {n: v.numpy() for n, v in named.items()}
+    step(*batch(cfg))
+    return before, {n: v.numpy() for n, v in named.items()}
+
+
+def _slot_of(name: str) -> str:
+    """The name Adam's slots give a weight: generator/g_h1/kernel -> generator_g_h1_kernel."""
+    return name.removeprefix("ema:").replace("/", "_")
+
+
+def bf16_disagreements(before, want, got) -> dict:
+    """Each measure of `got` (bfloat16) against `want` (float32) that exceeds its bound in BOUNDS: {measure: value}.
+
+    Biases straight before a batch norm are left out: their gradient is zero in exact arithmetic, so their
+    update is the sign of rounding noise.
+    """
+    dead = set()
+    for name in want:
+        match = re.fullmatch(r"(generator|discriminator)/([gd])_h(\d+)\w*/bias", name)
+        if match and f"{match[1]}/{match[2]}_bn{match[3]}/gamma" in want:
+            dead.add(_slot_of(name))
+    failed = {}
+
+    def flat(values, names, minus=None):
+        return np.concatenate([(values[n] - (minus[n] if minus else 0)).ravel() for n in names])
+
+    for net, prefix in (("G", "generator/"), ("D", "discriminator/"), ("G EMA", "ema:generator/")):
+        names = [n for n in want if n.startswith(prefix) and "moving" not in n and _slot_of(n) not in dead]
+        step_f32, step_bf16 = flat(want, names, before), flat(got, names, before)
+        size = np.linalg.norm(step_bf16) / np.linalg.norm(step_f32)
+        moved = step_f32 != 0  # components with a gradient (some kernel taps of tiny maps see only padding)
+        flipped = np.mean(np.sign(step_f32[moved]) != np.sign(step_bf16[moved]))
+        measures = {"update_size": abs(size - 1), "flipped": flipped}
+        if net != "G EMA":
+            slots = [n for n in want if n.endswith("_momentum") and n.split("/")[1].startswith(prefix[:-1])
+                     and n.split("/")[1][:-len("_momentum")] not in dead]
+            m_f32, m_bf16 = flat(want, slots), flat(got, slots)
+            measures["gradient_noise"] = np.linalg.norm(m_bf16 - m_f32) / np.linalg.norm(m_f32)
+            measures["moment_norm"] = abs(np.linalg.norm(m_bf16) / np.linalg.norm(m_f32) - 1)
+        for k, v in measures.items():
+            if not v <= BOUNDS[k]:
+                failed[f"{net} {k}"] = float(v)
+    for gamma in [n for n in want if n.endswith("/gamma") and "_bn" in n]:
+        layer = gamma[:-len("/gamma")]
+        stats = [f"{layer}/moving_mean", f"{layer}/moving_variance"]
+        largest = max(np.abs(want[n] - before[n]).max() for n in stats)
+        worst = max(np.abs((got[n] - before[n]) - (want[n] - before[n])).max() for n in stats) / largest
+        if not worst <= BOUNDS["bn_statistics"]:
+            failed[f"{layer} bn_statistics"] = float(worst)
+    return failed
+
+
+def test_a_bfloat16_step_matches_a_float32_step_within_rounding(tmp_path):
+    skip_without_bf16()
+    # 32 px and batch 8: at 16 px most taps of G's first 5x5 kernels see only padding, and 4 images leave
+    # batch norm's statistics too few values
+    cfg = tiny_config(tmp_path, size=32, batch_size=8, **TUNED_TRAINING)
+    before, want = one_step_values(cfg, None)
+    _, got = one_step_values(cfg, "mixed_bfloat16")
+    assert bf16_disagreements(before, want, got) == {}
+    # The same bounds reject a doubled, missing or sign-flipped update or gradient of either network
+    for prefix, net in (("generator/", "G"), ("discriminator/", "D")):
+        for how, factor in (("doubled", 2.0), ("missing", 0.0), ("sign-flipped", -1.0)):
+            wrong_step = {n: before[n] + factor * (v - before[n]) if n.startswith(prefix) and "moving" not in n
+                          else v for n, v in got.items()}
+            wrong_grad = {n: factor * v if n.endswith("_momentum") and n.split("/")[1].startswith(prefix[:-1])
+                          else v for n, v in got.items()}
+            for kind, wrong in (("update", wrong_step), ("gradient", wrong_grad)):
+                failed = bf16_disagreements(before, want, wrong)
+                assert any(k.startswith(f"{net} ") for k in failed), (how, net, kind, failed)
