@@ -232,7 +232,10 @@ def test_cli_preset_fills_unset_flags_and_keeps_explicit_ones(tiny_image_folder,
     with open(tmp_path / "out" / "tiny_16x16_tuned" / "FLAGS.json") as f:
         saved = json.load(f)
     assert saved["preset"] == "tuned" and saved["loss"] == "hinge"
-    assert all(saved[k] == v for k, v in PRESETS["tuned"].items() if k != "loss")
+    assert all(saved[k] == v for k, v in PRESETS["tuned"].items() if k not in ("loss", "mixed_precision"))
+    from dcgan_tf import hardware  # the preset's precision is auto: FLAGS.json holds what this machine resolved
+    expected = hardware.resolve_precision(None, gpus=[])
+    assert (saved["mixed_precision"], saved["precision"]) == (expected.mixed, expected.name)
     proc = run_main("--generate_test_images", "3", *common, cwd=tmp_path)  # the same preset finds the run
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list((tmp_path / "samples" / "tiny_16x16_tuned").glob("test_*.png"))) == 4  # 3 images + test_grid.png
