@@ -31,7 +31,6 @@ from dcgan_tf.config import (
     INTERPOLATIONS,
     MASK_TYPES,
     CompleteConfig,
-    RunPaths,
     TrainConfig,
     apply_preset,
     check_against_saved,
@@ -343,10 +342,8 @@ class Run:
         Example:
           >>> run.evaluate(num_samples=1000)["metrics"]  # doctest: +SKIP
         """
-        cfg = dataclasses.replace(self.config, seed=seed)
-        if RunPaths.from_config(cfg).checkpoint_dir != self.checkpoint_dir:
-            raise DcganError(f"cannot evaluate {self.checkpoint_dir}: not a <checkpoint_dir>/<out_name> folder")
-        return evaluate_run(cfg, num_samples=num_samples)
+        # load_run set checkpoint_dir and out_name so that evaluate_run finds this very run
+        return evaluate_run(dataclasses.replace(self.config, seed=seed), num_samples=num_samples)
 
     def interpolate(self, n: int = 4, steps: int = 8, seed: int = 0, label: int | None = None,
                     method: str = "slerp") -> np.ndarray:
