@@ -7,7 +7,7 @@ Train the conditional model on Fashion-MNIST (idx files in --data_dir, Debian's 
   python main.py --dataset fashion_mnist --input_height 28 --output_height 28 --train
 Watch it:
   tensorboard --logdir out/
-Train on every GPU of this machine (--batch_size is the global batch; README "Scaling out"):
+Train on every GPU of this machine (--batch_size is the global batch; docs/scaling.md):
   python main.py --dataset celebA --train --strategy mirrored --batch_size 256
 Use the trained model (same --dataset and sizes find the same run):
   python main.py --dataset fashion_mnist --input_height 28 --output_height 28

@@ -8,7 +8,7 @@ twice: with its averaged generator (what the tool uses) and with the raw one.
 
 Needs the classifier (`python -m dcgan_tf.classifier --dataset fashion_mnist`).
 
-  python bench/recipes.py --minutes 18 --recipes plain,tuned       # the README's recipe table
+  python bench/recipes.py --minutes 18 --recipes plain,tuned       # the recipe table of docs/training.md
   python bench/recipes.py --minutes 4 --recipes gan,lsgan,wgan-gp  # the losses, each with and without EMA
   python bench/recipes.py --minutes 3 --recipes "plain,mine=--g_steps 1 --g_ema 0.999"  # ad-hoc recipes
 """

@@ -31,7 +31,7 @@ HALF_SIDES = ("random", "top", "bottom", "left", "right")
 APPROACHES = ("momentum", "adam")  # optimisers of z
 BLENDS = ("poisson", "none")
 CLASS_SEARCHES = ("pilot", "all")  # label-free class choice of a conditional model (see completion.Completer)
-# Chosen on held-out test images that the completion benchmark does not use (bench/class_choice.py; README):
+# Chosen on held-out test images that the completion benchmark does not use (bench/class_choice.py; docs/completion.md):
 DEFAULT_PRIOR_WEIGHT = 0.2  # weight of the classifier's log-probabilities against the log of the total loss
 MASKED_CLASSIFIER_SUFFIX = "_masked"  # classifier_<dataset>_masked: trained with --mask_augment, the class prior's
 VISUALIZE_OPTIONS = {
@@ -51,7 +51,7 @@ def setting(default: Any, help_text: str, *, choices: Any = None) -> Any:
 
 
 # Named recipes: flag values a preset sets unless the flag is given explicitly. "tuned" is the best recipe found
-# for conditional Fashion-MNIST / MNIST within 18 CPU-minutes (bench/recipes.py; README "Recipes"); its precision
+# for conditional Fashion-MNIST / MNIST within 18 CPU-minutes (bench/recipes.py; docs/training.md); its precision
 # is auto (None): mixed only where the hardware computes it fast (hardware.resolve_precision).
 PRESETS: dict[str, dict[str, Any]] = {
     "none": {},

@@ -220,7 +220,7 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
 
 def resolve_jit_compile(cfg: TrainConfig, gpus: int | None = None) -> TrainConfig:
     """`cfg` with --jit_compile auto (None) decided: XLA on with a GPU under --strategy default, off on CPU,
-    where it compiles for ~30 s and runs transposed convolutions slower (README "Speed"); under a strategy it
+    where it compiles for ~30 s and runs transposed convolutions slower (docs/speed.md); under a strategy it
     cannot compile the step (see TrainConfig.validate).
 
     Args:
