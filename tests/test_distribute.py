@@ -450,12 +450,9 @@ def test_two_workers_stop_together_at_max_minutes_and_resume_after_a_kill(make_i
     is written, and the same command continues; a SIGKILLed worker costs only the steps since the last
     checkpoint: the restarted run continues from it, step and data position together."""
     import tensorflow as tf
-    from test_train_step import bf16_unsupported
 
     args, temp = _worker_args(make_image_folder, tmp_path)  # 16 images, batch 4: 4 steps per epoch
     args = [*args, "--preset", "tuned", "--out_name", "tuned", "--epoch", "1000", "--max_minutes", "0.3"]
-    if bf16_unsupported():  # oneDNN capped at AVX2 on a bf16 CPU: auto reads the flags and picks bfloat16, which
-        args += ["--mixed_precision", "false"]  # cannot run; a real AVX2-only CPU resolves auto to float32
     run_dir = tmp_path / "ck" / "tuned"
     outputs = run_workers(args, [f"127.0.0.1:{p}" for p in free_ports(2)], temp)
     stops = [re.search(r"stopped at --max_minutes: epoch \d+, step (\d+)", out) for _, out, _ in outputs]
@@ -515,10 +512,15 @@ def _kill_worker_after_a_checkpoint(args, run_dir, after: int, temp) -> int:
 
 def _worker_args(make_image_folder, tmp_path):
     """main.py --train --strategy multi_worker on a 16-image folder (batch 4: 4 steps), and a TMPDIR for it."""
+    from test_train_step import bf16_unsupported
+
     folder = make_image_folder(n=16, size=16)
     temp = tmp_path / "worker_tmp"
     temp.mkdir()
-    args = [sys.executable, "main.py", "--train", "--strategy", "multi_worker", "--dataset", folder.name,
+    # --mixed_precision auto picks bfloat16 from the CPU's flags; where oneDNN is capped at AVX2 on such a CPU
+    # (ONEDNN_MAX_CPU_ISA) bfloat16 cannot run, and float32 is what auto picks on a real AVX2-only CPU
+    precision = ["--mixed_precision=false"] if bf16_unsupported() else []
+    args = [sys.executable, "main.py", "--train", *precision, "--strategy", "multi_worker", "--dataset", folder.name,
             "--data_dir", str(folder.parent), "--input_fname_pattern", "*.png", "--input_height", "16",
             "--output_height", "16", "--z_dim", "8", "--gf_dim", "4", "--df_dim", "4", "--batch_size", "4",
             "--epoch", "1", "--log_freq", "1", "--sample_freq", "2", "--ckpt_freq", "2", "--sample_num", "4",
