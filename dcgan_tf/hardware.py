@@ -6,7 +6,8 @@ convolution gradients have no bfloat16 kernel (docs/speed.md). float16 runs on t
 compute capability 7.0 and above, and slowly below. So `auto` chooses:
 
 - float16 with loss scaling on a GPU of compute capability >= 7.0;
-- bfloat16 on a CPU whose flags include avx512_bf16 or amx_bf16 (read from /proc/cpuinfo);
+- bfloat16 on a CPU whose flags include avx512_bf16 or amx_bf16 (read from /proc/cpuinfo), while oneDNN is on
+  and not limited below its bfloat16 kernels (ONEDNN_MAX_CPU_ISA);
 - float32 everywhere else.
 
 TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX512_VNNI, AVX512_BF16 or AMX; on
@@ -25,6 +26,8 @@ from collections.abc import Iterable
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of a native bfloat16 dot product
 MIN_FLOAT16_CAPABILITY = (7, 0)  # tensor cores: Volta and later
+# oneDNN's ISA names (ONEDNN_MAX_CPU_ISA) below its first with bfloat16 kernels, AVX512_CORE_BF16
+ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI")
 _set_by_us = False
 
 
@@ -46,11 +49,8 @@ def enable_onednn(environ: dict | None = None) -> bool:
 
 def onednn_status() -> str:
     """One phrase: whether TensorFlow's oneDNN kernels are on in this process, and who decided."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        on = bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):  # a TensorFlow build without the query
+    on = onednn_on()
+    if on is None:  # a TensorFlow build without the query
         return "oneDNN unknown"
     value = os.environ.get(ONEDNN_VARIABLE)
     who = ("turned on by dcgan_tf" if _set_by_us else f"{ONEDNN_VARIABLE}={value}" if value is not None
@@ -92,6 +92,29 @@ def native_bfloat16(flags: Iterable[str]) -> str | None:
     return next((f for f in BF16_CPU_FLAGS if f in flags), None)
 
 
+def onednn_on() -> bool | None:
+    """Whether TensorFlow's oneDNN kernels are on in this process (None: this TensorFlow cannot say)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
+
+
+def bfloat16_blocker(onednn: bool | None, isa_cap: str | None) -> str | None:
+    """Why a CPU with native bfloat16 still cannot run it fast here, or None.
+
+    TensorFlow's fast bfloat16 convolutions are oneDNN's: with oneDNN off they fall back to kernels 10-30x slower
+    than float32, and with oneDNN limited (ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16 they do not run at all.
+    """
+    if onednn is False:
+        return f"oneDNN is off ({ONEDNN_VARIABLE}=0), and without it bfloat16 convolutions are slow"
+    if isa_cap and isa_cap.upper() in ISAS_WITHOUT_BF16:
+        return f"ONEDNN_MAX_CPU_ISA={isa_cap} limits oneDNN below its bfloat16 kernels"
+    return None
+
+
 def gpu_capabilities() -> list[tuple[int, int]]:
     """The compute capability (major, minor) of each visible GPU; (0, 0) where TensorFlow does not say."""
     import tensorflow as tf
@@ -110,6 +133,7 @@ class Precision:
     policy: str | None  # "mixed_bfloat16", "mixed_float16" or None
     reason: str
     native: bool  # whether this hardware computes the policy's low precision fast
+    blocker: str | None = None  # why a CPU with native bfloat16 cannot run it fast here (oneDNN off or capped)
 
     @property
     def mixed(self) -> bool:
@@ -121,13 +145,16 @@ class Precision:
 
 
 def resolve_precision(requested: bool | None, *, flags: Iterable[str] | None = None,
-                      gpus: list[tuple[int, int]] | None = None) -> Precision:
+                      gpus: list[tuple[int, int]] | None = None, onednn: bool | None = None,
+                      isa_cap: str | None = None) -> Precision:
     """The precision for --mixed_precision `requested` (None = auto) on this machine.
 
     Args:
       requested: True (mixed, whatever the hardware), False (float32) or None (auto).
       flags: the CPU's flags; default: read from /proc/cpuinfo.
       gpus: the GPUs' compute capabilities; default: asked from TensorFlow.
+      onednn: whether oneDNN is on; default: asked from TensorFlow (when `flags` is not given).
+      isa_cap: ONEDNN_MAX_CPU_ISA; default: the environment's (when `flags` is not given).
 
     Returns:
       A Precision. `native` is False when `requested` forces a precision this hardware has no fast kernels for.
@@ -136,7 +163,11 @@ def resolve_precision(requested: bool | None, *, flags: Iterable[str] | None = N
       >>> resolve_precision(None, flags={"avx2", "fma"}, gpus=[]).name
       'float32'
     """
-    flags = cpu_flags() if flags is None else frozenset(flags)
+    if flags is None:  # this machine: also ask whether oneDNN can run bfloat16 here
+        flags = cpu_flags()
+        onednn = onednn_on() if onednn is None else onednn
+        isa_cap = os.environ.get("ONEDNN_MAX_CPU_ISA") if isa_cap is None else isa_cap
+    flags = frozenset(flags)
     gpus = gpu_capabilities() if gpus is None else list(gpus)
     if gpus:
         best = max(gpus)
@@ -150,12 +181,16 @@ def resolve_precision(requested: bool | None, *, flags: Iterable[str] | None = N
             return Precision("mixed_float16", f"auto: {where} has tensor cores for float16", True)
         return Precision(None, f"auto: {where} is below 7.0, no fast float16", False)
     bf16_flag = native_bfloat16(flags)
+    blocker = bfloat16_blocker(onednn, isa_cap) if bf16_flag else None
+    fast = bf16_flag is not None and blocker is None
     if requested is False:
-        return Precision(None, "--mixed_precision=false", bf16_flag is not None)
+        return Precision(None, "--mixed_precision=false", fast)
     if requested:
-        return Precision("mixed_bfloat16", "--mixed_precision=true", bf16_flag is not None)
-    if bf16_flag:
+        return Precision("mixed_bfloat16", "--mixed_precision=true", fast, blocker)
+    if fast:
         return Precision("mixed_bfloat16", f"auto: this CPU computes bfloat16 natively ({bf16_flag})", True)
+    if blocker:
+        return Precision(None, f"auto: this CPU has {bf16_flag}, but {blocker}", False, blocker)
     return Precision(None, f"auto: this CPU has no native bfloat16 (no {' or '.join(BF16_CPU_FLAGS)})", False)
 
 
@@ -166,5 +201,6 @@ def slow_precision_warning(precision: Precision) -> str | None:
     if precision.policy == "mixed_float16":
         return ("--mixed_precision=true: this GPU is below compute capability 7.0 (no tensor cores), so float16 "
                 "may be slower than float32; --mixed_precision=auto picks float32 here")
-    return (f"--mixed_precision=true: this CPU has no native bfloat16 (no {' or '.join(BF16_CPU_FLAGS)}), so "
-            "bfloat16 may be several times slower than float32; --mixed_precision=auto picks float32 here")
+    why = precision.blocker or f"this CPU has no native bfloat16 (no {' or '.join(BF16_CPU_FLAGS)})"
+    return (f"--mixed_precision=true: {why}, so bfloat16 may be several times slower than float32 (or fail); "
+            "--mixed_precision=auto picks float32 here")

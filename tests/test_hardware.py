@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from absl import logging as absl_logging
 from test_train import tiny_train_config
+from test_train_step import skip_without_bf16
 
 from dcgan_tf import hardware, train
 from dcgan_tf.config import PRESETS, TrainConfig, apply_preset
@@ -56,6 +57,22 @@ def test_true_forces_mixed_precision_and_warns_only_without_native_support(flags
         assert "--mixed_precision=auto picks float32 here" in warning
 
 
+@pytest.mark.parametrize("onednn,isa_cap,blocker", [
+    (False, None, "oneDNN is off (TF_ENABLE_ONEDNN_OPTS=0)"),
+    (True, "AVX2", "ONEDNN_MAX_CPU_ISA=AVX2 limits oneDNN below its bfloat16 kernels"),
+    (True, "avx512_core", "ONEDNN_MAX_CPU_ISA=avx512_core limits"),
+])
+def test_native_bfloat16_without_onednn_s_kernels_is_float32(onednn, isa_cap, blocker):
+    """bfloat16 is fast only through oneDNN: off, or capped below AVX512_CORE_BF16, auto keeps float32."""
+    auto = hardware.resolve_precision(None, flags=ZEN4, gpus=[], onednn=onednn, isa_cap=isa_cap)
+    assert auto.policy is None and auto.reason.startswith("auto: this CPU has avx512_bf16, but " + blocker)
+    forced = hardware.resolve_precision(True, flags=ZEN4, gpus=[], onednn=onednn, isa_cap=isa_cap)
+    assert forced.policy == "mixed_bfloat16"
+    assert hardware.slow_precision_warning(forced).startswith("--mixed_precision=true: " + blocker)
+    for cap in ("AVX512_CORE_BF16", "AVX512_CORE_AMX", None):
+        assert hardware.resolve_precision(None, flags=ZEN4, gpus=[], onednn=True, isa_cap=cap).policy is not None
+
+
 @pytest.mark.parametrize("gpus", [[], [(8, 0)]])
 def test_false_is_float32_everywhere(gpus):
     assert hardware.resolve_precision(False, flags=SAPPHIRE_RAPIDS, gpus=gpus).policy is None
@@ -90,14 +107,22 @@ def test_resume_keeps_the_trained_precision_unless_the_command_gives_one():
     assert train.resolve_mixed_precision(explicit, {"mixed_precision": True})[0].mixed_precision is False
 
 
+def simulate_cpu(monkeypatch, flags):
+    """resolve_precision sees `flags` and oneDNN on, uncapped; the test skips where bfloat16 cannot run."""
+    skip_without_bf16()
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(hardware, "onednn_on", lambda: True)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+
+
 def test_flags_json_records_the_resolved_precision_and_resume_honours_it(tiny_image_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(ZEN4))  # a CPU with native bfloat16
+    simulate_cpu(monkeypatch, ZEN4)  # a CPU with native bfloat16
     cfg = tiny_train_config(tiny_image_folder, tmp_path, mixed_precision=None, epoch=1)
     first = train.train(cfg)
     with open(first.paths.flags_json) as f:
         saved = json.load(f)
     assert (saved["mixed_precision"], saved["precision"]) == (True, "mixed_bfloat16")
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(ZEN3))  # resumed where auto would pick float32
+    simulate_cpu(monkeypatch, ZEN3)  # resumed where auto would pick float32
     logged = []
     monkeypatch.setattr(train.logging, "info", lambda msg, *args: logged.append(msg % args))
     again = train.train(tiny_train_config(tiny_image_folder, tmp_path, mixed_precision=None, epoch=2))
@@ -108,7 +133,7 @@ def test_flags_json_records_the_resolved_precision_and_resume_honours_it(tiny_im
 
 
 def test_true_without_native_support_trains_after_one_warning(tiny_image_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(ZEN3))
+    simulate_cpu(monkeypatch, ZEN3)
     warnings = []
     monkeypatch.setattr(train.logging, "warning", lambda msg, *args: warnings.append(msg % args))
     result = train.train(tiny_train_config(tiny_image_folder, tmp_path, mixed_precision=True, train_size=8))
