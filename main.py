@@ -45,7 +45,7 @@ def run(_argv):
     modes = ModeConfig(**flag_values(ModeConfig)[0])
     cfg = config_from_flags() if modes.train else saved_run_config_from_flags()
     if modes.train:
-        from dcgan_tf.train import train
+        from dcgan_tf.training import train
 
         result = train(cfg)
         status = "interrupted" if result.interrupted else "stopped at --max_minutes" if result.out_of_time else "done"

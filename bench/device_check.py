@@ -51,7 +51,7 @@ def peak_memory() -> str:
 
 def tuned_run(args, size: int, minutes: float) -> tuple[str, str]:
     """Trains --preset tuned on the emoji folder for `minutes`; returns (what ran, the sample grid's path)."""
-    from dcgan_tf.train import train
+    from dcgan_tf.training import train
 
     folder = os.path.join(args.data_dir, "emoji-google-64")
     if not os.path.isdir(folder):

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from dcgan_tf import distribute  # noqa: E402
 from dcgan_tf.config import TrainConfig  # noqa: E402
 from dcgan_tf.model import models_from_config  # noqa: E402
-from dcgan_tf.train import create_optimizers, make_train_step  # noqa: E402
+from dcgan_tf.training import create_optimizers, make_train_step  # noqa: E402
 
 
 def build(cfg: TrainConfig, strategy):

@@ -1,6 +1,6 @@
 """Sample quality by epoch: FID, KID, classifier score and accuracy of a conditional Fashion-MNIST DCGAN.
 
-Trains with `dcgan_tf.train.train` one epoch at a time (each call resumes the run), and after every epoch
+Trains with `dcgan_tf.training.train` one epoch at a time (each call resumes the run), and after every epoch
 measures `--num_samples` generated images against the 10k Fashion-MNIST test images with the classifier's
 features. Starts with the real floor (10k real train images measured the same way) and ends with a table.
 
@@ -21,7 +21,7 @@ import time
 from dcgan_tf.config import RunPaths, TrainConfig
 from dcgan_tf.evaluate import create_evaluator, format_metrics, real_floor
 from dcgan_tf.runs import load_run
-from dcgan_tf.train import train
+from dcgan_tf.training import train
 
 COLUMNS = ("fid", "kid", "kid_std", "classifier_score", "accuracy")
 

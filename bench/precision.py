@@ -68,7 +68,7 @@ def step_rate(cfg, c_dim: int, y_dim: int, policy: str | None, steps: int, convs
     from dcgan_tf.ema import create_ema
     from dcgan_tf.latent import class_labels
     from dcgan_tf.model import models_from_config
-    from dcgan_tf.train import create_optimizers, make_train_step
+    from dcgan_tf.training import create_optimizers, make_train_step
 
     G, D = models_from_config(cfg, c_dim, y_dim, dtype_policy=policy)
     if convs_float32:
@@ -186,7 +186,8 @@ def main():
     native = hardware.native_bfloat16(flags)
     auto = hardware.resolve_precision(None, flags=flags, gpus=[])
     print(f"CPU: {hardware.cpu_model()}, {os.cpu_count()} cores; native bfloat16: "
-          f"{'yes (' + native + ')' if native else 'no'}; --mixed_precision auto picks {auto.name}", flush=True)
+          f"{'yes (' + native + ')' if native else 'no'}; --mixed_precision auto picks {auto.name} with oneDNN on",
+          flush=True)
     results = {}
     for name in args.envs.split(","):
         print(f"{name} ({' '.join(f'{k}={v}' for k, v in ENVIRONMENTS[name].items()) or 'no variable set'}):",

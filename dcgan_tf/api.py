@@ -43,8 +43,8 @@ from dcgan_tf.images import to_uint8
 from dcgan_tf.latent import sample_z
 from dcgan_tf.masks import mask_from_array
 from dcgan_tf.sampling import Sampler, check_label, random_z
-from dcgan_tf.train import TrainResult
-from dcgan_tf.train import train as train_loop
+from dcgan_tf.training import TrainResult
+from dcgan_tf.training import train as train_loop
 from dcgan_tf.visualize import lerp, slerp
 
 # CompleteConfig fields that are about complete.py's files, not the numbers: not settings of Run.complete.

@@ -1,7 +1,7 @@
 """Training on several devices or machines: the tf.distribute side of `--strategy`.
 
 `default` is no strategy at all: every helper here hands back what it was given, so the train step is the
-plain tf.function of dcgan_tf.train. `mirrored` replicates the networks on every local GPU
+plain tf.function of dcgan_tf.training. `mirrored` replicates the networks on every local GPU
 (`tf.distribute.MirroredStrategy`; logical CPU devices in tests), `multi_worker` across the machines of the
 standard `TF_CONFIG` environment variable (`tf.distribute.MultiWorkerMirroredStrategy`).
 
@@ -10,17 +10,19 @@ Under a strategy one step computes what one device computes on the whole `--batc
 - each of the N replicas gets batch_size / N images of the global batch (`distribute_dataset`);
 - every random draw of the step (z, label-smoothing targets, instance noise) is drawn once for the global
   batch from the run's seeded generator and each replica keeps its rows (`GlobalBatchGenerator`);
-- each replica divides its mean losses by N and the optimisers sum the replicas' gradients (train.py);
+- each replica divides its mean losses by N and the optimisers sum the replicas' gradients (training.py);
 - batch norm normalises with the statistics of the global batch (`synchronize_batch_norm`), so its moving
   statistics are those of one device too, to float32 rounding: several replicas compute E[x^2] - E[x]^2 in
   float32, one device uses the fused kernel;
 - with --d_steps, each replica's share holds its rows of every D update's batch (`distribute_dataset`);
 - replicas agree through all-reduces wherever one device decides alone: whether an update is finite
   (--nan_policy skip_batch, `all_replicas_true`, `apply_or_restore`), whether float16 gradients overflowed
-  (`agree_on_overflow`), and, across workers, whether --max_minutes has passed on the chief (`chief_decides`).
+  (`agree_on_overflow`), and, across workers, after every step whether to stop: a SIGTERM or Ctrl-C on any worker,
+  or --max_minutes passed on the chief (`agree_to_stop`).
   The EMA generator and spectral-norm vectors need none: every replica updates its copy from identical values.
 - the step's losses, D outputs and histograms stay per replica until the training loop logs them
-  (`gather_metrics`); only whether the step was finite is agreed every step.
+  (`gather_metrics`); only whether the step was finite (and, across workers, whether to stop) is agreed every
+  step.
 
 One strategy per kind and process (`create_strategy`): every new MirroredStrategy starts its collective keys
 at the same numbers, and TensorFlow's collective runtime remembers each key's tensor shape for the life of
@@ -98,6 +100,11 @@ def check_batch_size(batch_size: int, strategy: tf.distribute.Strategy | None, n
     if batch_size % n:
         raise FlagError("batch_size", f"is the global batch and must divide evenly among the {n} replicas of "
                                       f"--strategy {name}, got {batch_size}")
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether `strategy` spans several processes (--strategy multi_worker), which must agree on when to stop."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
@@ -309,12 +316,16 @@ def gather_metrics(strategy: tf.distribute.Strategy | None, metrics: dict) -> di
 _VOTES: dict[int, object] = {}
 
 
-def chief_decides(strategy: tf.distribute.Strategy | None, flag: bool) -> bool:
-    """The chief's `flag` on every worker of --strategy multi_worker, through one all-reduce (every worker must
-    call this at the same step); `flag` itself in a single process. Used for --max_minutes: the chief's clock
-    picks the step at which all workers stop."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return flag
+def agree_to_stop(strategy: tf.distribute.Strategy | None, requested: bool, out_of_time: bool) -> tuple[bool, bool]:
+    """Whether every worker stops after this step: (a stop was requested on any worker, --max_minutes has passed
+    on the chief).
+
+    Under --strategy multi_worker both come from one all-reduce, which every worker must join at the same step:
+    a SIGTERM or Ctrl-C that reaches one worker stops them all at one step, and the chief's clock alone decides
+    the deadline. In a single process the arguments themselves.
+    """
+    if not is_multi_worker(strategy):
+        return requested, out_of_time
     if id(strategy) not in _VOTES:
         @tf.function
         def votes(value):
@@ -322,8 +333,9 @@ def chief_decides(strategy: tf.distribute.Strategy | None, flag: bool) -> bool:
             return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
         _VOTES[id(strategy)] = votes
-    vote = 1.0 if flag and is_chief(strategy) else 0.0
-    return float(_VOTES[id(strategy)](tf.constant(vote))) > 0
+    vote = [float(requested), float(out_of_time and is_chief(strategy))]  # [2]: requests, chief's deadline
+    agreed = _VOTES[id(strategy)](tf.constant(vote)).numpy() > 0
+    return bool(agreed[0]), bool(agreed[1])
 
 
 class _DiscardingManager:

@@ -15,7 +15,7 @@ from dcgan_tf.config import RunPaths, TrainConfig
 from dcgan_tf.ema import create_ema
 from dcgan_tf.latent import class_labels, sample_z
 from dcgan_tf.model import models_from_config
-from dcgan_tf.train import create_optimizers, make_train_step, write_run_flags
+from dcgan_tf.training import create_optimizers, make_train_step, write_run_flags
 
 
 def tiny_config(root, *, conditional: bool = False, size: int = 16, c_dim: int = 3, **overrides) -> TrainConfig:

@@ -32,6 +32,7 @@ def test_import_does_not_load_tensorflow():
     assert out.stdout.split()[0] == "False"
 
 
+@pytest.mark.slow
 def test_train_then_load_and_generate(tiny_image_folder, tmp_path):
     result = dcgan_tf.train(dataset=tiny_image_folder.name, data_dir=str(tiny_image_folder.parent),
                             input_fname_pattern="*.png", input_height=SIZE, output_height=SIZE, z_dim=8, gf_dim=4,

@@ -9,7 +9,7 @@ from dcgan_tf.errors import DcganError
 from dcgan_tf.latent import class_labels
 from dcgan_tf.model import models_from_config
 from dcgan_tf.runs import load_run
-from dcgan_tf.train import create_optimizers
+from dcgan_tf.training import create_optimizers
 
 
 def fresh(cfg, c_dim, y_dim):

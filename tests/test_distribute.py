@@ -47,7 +47,7 @@ def run_mirrored_checks(folder: str) -> dict:
     from dcgan_tf.checkpoint import create_manager, save_checkpoint
     from dcgan_tf.config import RunPaths
     from dcgan_tf.latent import class_labels
-    from dcgan_tf.train import create_training, make_train_step
+    from dcgan_tf.training import create_training, make_train_step
 
     strategy = distribute.create_strategy("mirrored")
     report = {"replicas": strategy.num_replicas_in_sync,
@@ -123,6 +123,7 @@ def excess(want, got, indices, atol, rtol) -> float:
     return max(float(np.abs(want[i] - got[i]).max() / (atol + rtol * np.abs(want[i]).max())) for i in indices)
 
 
+@pytest.mark.slow
 def test_mirrored_step_equals_one_device_step_and_checkpoints_cross(tmp_path):
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "mirrored", str(tmp_path)], cwd=ROOT,
                           env=ENV, capture_output=True, text=True, timeout=300)
@@ -187,7 +188,7 @@ def run_option_checks(folder: str) -> dict:
     import numpy as np
     from run_factory import tiny_config
 
-    from dcgan_tf import train
+    from dcgan_tf import training
 
     strategy = distribute.create_strategy("mirrored")
     report = {}
@@ -198,16 +199,17 @@ def run_option_checks(folder: str) -> dict:
         if name.startswith("NaN"):
             images[2:4] = np.nan  # the rows of replica 1 (batch 4 split in two)
         if "float16 (loss scaling)" in name:  # what a GPU gets; float16 runs on CPU too
-            train.mixed_precision_policy = lambda: "mixed_float16"
+            training.mixed_precision_policy = lambda: "mixed_float16"
         try:
             t0 = time.perf_counter()
             report[name] = compare_one_step(strategy, cfg, tf.constant(images), tolerances)
             print(f"{name}: {time.perf_counter() - t0:.1f} s {report[name]}", file=sys.stderr)
         finally:
-            train.mixed_precision_policy = mixed_precision_policy
+            training.mixed_precision_policy = mixed_precision_policy
     return report
 
 
+@pytest.mark.slow
 def test_every_option_one_mirrored_step_equals_one_device_step(tmp_path):
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "options", str(tmp_path)], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=900)
@@ -241,7 +243,7 @@ def run_overflow_checks() -> dict:
     import numpy as np
 
     from dcgan_tf.optimizers import FusedAdam
-    from dcgan_tf.train import scaled_loss
+    from dcgan_tf.training import scaled_loss
 
     strategy = distribute.create_strategy("mirrored")
     # Replica 0's input is finite; replica 1's has one inf, so its float16 gradient does too
@@ -280,6 +282,7 @@ def run_overflow_checks() -> dict:
     return report
 
 
+@pytest.mark.slow
 def test_a_float16_overflow_on_one_replica_skips_the_update_on_every_replica(tmp_path):
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "overflow", str(tmp_path)], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=300)
@@ -302,7 +305,7 @@ def _build(cfg, name, strategy):
     import keras
 
     from dcgan_tf.config import RunPaths
-    from dcgan_tf.train import create_training, make_train_step
+    from dcgan_tf.training import create_training, make_train_step
 
     keras.utils.set_random_seed(cfg.seed)
     paths = RunPaths.from_config(dataclasses.replace(cfg, out_name=name))
@@ -417,6 +420,7 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+@pytest.mark.slow
 def test_two_workers_train_and_only_the_chief_writes(make_image_folder, tmp_path):
     from dcgan_tf.runs import load_run
 
@@ -435,6 +439,7 @@ def test_two_workers_train_and_only_the_chief_writes(make_image_folder, tmp_path
     assert sorted(os.listdir(run_dir))[-1] == "ckpt-4.index"
 
 
+@pytest.mark.slow
 def test_a_chief_task_writes_and_the_worker_does_not(make_image_folder, tmp_path):
     """TF_CONFIG with a "chief" task (as cluster managers write it): the chief, not worker 0, owns the files."""
     args, temp = _worker_args(make_image_folder, tmp_path)
@@ -445,6 +450,7 @@ def test_a_chief_task_writes_and_the_worker_does_not(make_image_folder, tmp_path
     assert not any(path.is_file() for path in (tmp_path / "worker_samples").rglob("*"))
 
 
+@pytest.mark.slow
 def test_two_workers_stop_together_at_max_minutes_and_resume_after_a_kill(make_image_folder, tmp_path):
     """--preset tuned --max_minutes on two workers: the chief's clock picks one step for both, one checkpoint
     is written, and the same command continues; a SIGKILLed worker costs only the steps since the last
@@ -476,6 +482,66 @@ def test_two_workers_stop_together_at_max_minutes_and_resume_after_a_kill(make_i
     reader = tf.train.load_checkpoint(str(run_dir))
     state = {k: int(reader.get_tensor(f"{k}/.ATTRIBUTES/VARIABLE_VALUE")) for k in ("step", "epoch", "epoch_step")}
     assert state == {"step": 4 * int(epochs), "epoch": int(epochs), "epoch_step": 0}, state
+
+
+def test_a_sigterm_to_one_worker_stops_both_at_one_step_and_the_same_command_resumes(make_image_folder, tmp_path):
+    """SIGTERM to worker 1 only: both workers stop after the same step, exit 130, and the chief has saved that
+    step; the same two commands continue from it, and a Ctrl-C to the chief alone stops both again."""
+    import signal
+
+    import tensorflow as tf
+
+    args, temp = _worker_args(make_image_folder, tmp_path)  # 16 images, batch 4: 4 steps per epoch
+    # Far more steps than the test waits for; --max_minutes ends the run if a stop is never agreed
+    args = [*args, "--epoch", "1000", "--ckpt_freq", "1000", "--sample_freq", "5", "--max_minutes", "3"]
+    run_dir, samples = tmp_path / "ck" / "tiny_16x16", tmp_path / "samples" / "tiny_16x16"
+    stopped = 0
+    for signum, index in ((signal.SIGTERM, 1), (signal.SIGINT, 0)):
+        outputs = _signal_one_worker_while_training(args, signum, index, samples, stopped, tmp_path / "logs")
+        stops = [re.search(r"interrupted: epoch \d+, step (\d+)", out) for _, out, _ in outputs]
+        assert [code for code, _, _ in outputs] == [130, 130] and all(stops), [o[2][-3000:] for o in outputs]
+        if stopped:  # the same command resumed at the step after the stop
+            first = re.search(r"epoch (\d+)/\d+ (\d+)/4 ", outputs[0][1])
+            assert 4 * (int(first[1]) - 1) + int(first[2]) == stopped + 1, outputs[0][1][:500]
+        step = int(stops[0][1])
+        assert int(stops[1][1]) == step > stopped, (stops[0][0], stops[1][0])
+        assert tf.train.latest_checkpoint(str(run_dir)).endswith(f"ckpt-{step}")
+        stopped = step
+    assert os.listdir(temp) == []
+
+
+def _signal_one_worker_while_training(args, signum, index, samples, after, logs):
+    """Starts both workers, sends `signum` to worker `index` once the chief has written a sample grid beyond step
+    `after` (both are then training: every step all-reduces), and waits for both. Returns
+    [(returncode, stdout, stderr)], worker 0 first."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    logs.mkdir(exist_ok=True)
+    procs, files = [], []
+    try:
+        for task in (0, 1):
+            env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": task}}),
+                   "TMPDIR": str(logs.parent / "worker_tmp")}
+            out, err = (open(logs / f"{task}.{after}.{name}", "w+") for name in ("out", "err"))
+            files += [out, err]
+            procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=err, text=True))
+        deadline = time.time() + 240
+        while not any(int(f.stem.split("_")[1]) > after for f in samples.glob("train_*.png")):
+            assert time.time() < deadline and all(p.poll() is None for p in procs), "no training step"
+            time.sleep(0.2)
+        procs[index].send_signal(signum)
+        for p in procs:
+            p.wait(timeout=120)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    outputs = []
+    for p, out, err in zip(procs, files[::2], files[1::2]):
+        out.seek(0), err.seek(0)
+        outputs.append((p.returncode, out.read(), err.read()))
+        out.close(), err.close()
+    return outputs
 
 
 def _kill_worker_after_a_checkpoint(args, run_dir, after: int, temp) -> int:

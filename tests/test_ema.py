@@ -9,7 +9,7 @@ from dcgan_tf.ema import GeneratorEma, ema_decay
 from dcgan_tf.errors import FlagError
 from dcgan_tf.model import models_from_config
 from dcgan_tf.runs import load_run
-from dcgan_tf.train import create_training
+from dcgan_tf.training import create_training
 
 
 def tiny_pair(tmp_path):
@@ -59,6 +59,7 @@ def weights(model):
     return [w.numpy() for w in model.weights]
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_includes_the_ema_and_load_run_uses_it(tmp_path):
     cfg, paths, G, _ = make_run(tmp_path, train_steps=3, g_ema=0.9)
     # Training state comes back whole: the raw G, the average and its update count.
@@ -76,6 +77,7 @@ def test_checkpoint_round_trip_includes_the_ema_and_load_run_uses_it(tmp_path):
         np.testing.assert_array_equal(a, b)  # the trained G on request (bench/recipes.py compares both)
 
 
+@pytest.mark.slow
 def test_a_run_without_ema_has_no_average_and_loads_g(tmp_path):
     cfg, paths, G, _ = make_run(tmp_path, train_steps=1)
     assert create_training(cfg, 3, 0, paths).ema is None

@@ -212,6 +212,7 @@ def test_classifier_features_need_28x28x1(tiny_data, tmp_path):
 # Whole runs and the real floor
 
 
+@pytest.mark.slow
 def test_evaluate_run_writes_eval_json(tiny_data, tmp_path):
     cfg, paths, _, _ = make_run(tmp_path, conditional=True, size=SIZE, c_dim=1, train_steps=1,
                                 dataset="fashion_mnist", data_dir=str(tiny_data / "data"),
@@ -255,10 +256,11 @@ def test_real_floor_needs_a_test_split(tmp_path):
     assert e.value.flag == "dataset"
 
 
+@pytest.mark.slow
 def test_eval_freq_logs_quality_to_tensorboard_during_training(tiny_data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from dcgan_tf.train import train
+    from dcgan_tf.training import train
 
     cfg = dataclasses.replace(_config(tmp_path, tiny_data), epoch=1, batch_size=50, eval_freq=3, eval_samples=40,
                               log_freq=100, sample_freq=100, ckpt_freq=100, input_height=SIZE)
@@ -273,9 +275,10 @@ def test_eval_freq_logs_quality_to_tensorboard_during_training(tiny_data, tmp_pa
     assert steps == [3, 6, 9]
 
 
+@pytest.mark.slow
 def test_eval_freq_under_mirrored_strategy(tiny_data, tmp_path):
     """The chief evaluates the replicated generator between distributed steps (one replica on this machine)."""
-    from dcgan_tf.train import train
+    from dcgan_tf.training import train
 
     cfg = dataclasses.replace(_config(tmp_path, tiny_data), epoch=1, batch_size=50, eval_freq=5, eval_samples=40,
                               log_freq=100, sample_freq=100, ckpt_freq=100, input_height=SIZE, strategy="mirrored")

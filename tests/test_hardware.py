@@ -13,7 +13,7 @@ from absl import logging as absl_logging
 from test_train import tiny_train_config
 from test_train_step import skip_without_bf16
 
-from dcgan_tf import hardware, train
+from dcgan_tf import hardware, training
 from dcgan_tf.config import PRESETS, TrainConfig, apply_preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,13 +98,13 @@ def test_resume_keeps_the_trained_precision_unless_the_command_gives_one():
     cfg = TrainConfig(dataset="x")
     fast = hardware.resolve_precision(None, flags=ZEN4, gpus=[])
     slow = hardware.resolve_precision(None, flags=ZEN3, gpus=[])
-    assert train.resolve_mixed_precision(cfg, None, fast)[0].mixed_precision is True
-    assert train.resolve_mixed_precision(cfg, None, slow)[0].mixed_precision is False
+    assert training.resolve_mixed_precision(cfg, None, fast)[0].mixed_precision is True
+    assert training.resolve_mixed_precision(cfg, None, slow)[0].mixed_precision is False
     for saved in (True, False):  # auto on resume: the saved precision, whatever this machine would pick
-        resolved, precision = train.resolve_mixed_precision(cfg, {"mixed_precision": saved})
+        resolved, precision = training.resolve_mixed_precision(cfg, {"mixed_precision": saved})
         assert resolved.mixed_precision is saved and "trained with" in precision.reason
     explicit = TrainConfig(dataset="x", mixed_precision=False)
-    assert train.resolve_mixed_precision(explicit, {"mixed_precision": True})[0].mixed_precision is False
+    assert training.resolve_mixed_precision(explicit, {"mixed_precision": True})[0].mixed_precision is False
 
 
 def simulate_cpu(monkeypatch, flags):
@@ -115,17 +115,18 @@ def simulate_cpu(monkeypatch, flags):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
 
 
+@pytest.mark.slow
 def test_flags_json_records_the_resolved_precision_and_resume_honours_it(tiny_image_folder, tmp_path, monkeypatch):
     simulate_cpu(monkeypatch, ZEN4)  # a CPU with native bfloat16
     cfg = tiny_train_config(tiny_image_folder, tmp_path, mixed_precision=None, epoch=1)
-    first = train.train(cfg)
+    first = training.train(cfg)
     with open(first.paths.flags_json) as f:
         saved = json.load(f)
     assert (saved["mixed_precision"], saved["precision"]) == (True, "mixed_bfloat16")
     simulate_cpu(monkeypatch, ZEN3)  # resumed where auto would pick float32
     logged = []
-    monkeypatch.setattr(train.logging, "info", lambda msg, *args: logged.append(msg % args))
-    again = train.train(tiny_train_config(tiny_image_folder, tmp_path, mixed_precision=None, epoch=2))
+    monkeypatch.setattr(training.logging, "info", lambda msg, *args: logged.append(msg % args))
+    again = training.train(tiny_train_config(tiny_image_folder, tmp_path, mixed_precision=None, epoch=2))
     assert again.step == 12
     assert any(line.startswith("compute: mixed_bfloat16 (the precision this run was trained with") for line in logged)
     with open(first.paths.flags_json) as f:
@@ -135,8 +136,8 @@ def test_flags_json_records_the_resolved_precision_and_resume_honours_it(tiny_im
 def test_true_without_native_support_trains_after_one_warning(tiny_image_folder, tmp_path, monkeypatch):
     simulate_cpu(monkeypatch, ZEN3)
     warnings = []
-    monkeypatch.setattr(train.logging, "warning", lambda msg, *args: warnings.append(msg % args))
-    result = train.train(tiny_train_config(tiny_image_folder, tmp_path, mixed_precision=True, train_size=8))
+    monkeypatch.setattr(training.logging, "warning", lambda msg, *args: warnings.append(msg % args))
+    result = training.train(tiny_train_config(tiny_image_folder, tmp_path, mixed_precision=True, train_size=8))
     assert result.step == 2
     assert len([w for w in warnings if w.startswith("--mixed_precision=true: this CPU has no native")]) == 1
     with open(result.paths.flags_json) as f:
@@ -150,7 +151,7 @@ def xla_failure(*args):
 def test_a_step_xla_cannot_compile_runs_without_xla_after_a_warning(monkeypatch):
     warnings, plain_calls = [], []
     monkeypatch.setattr(absl_logging, "warning", lambda msg, *args: warnings.append(msg % args))
-    step = train.with_xla_fallback(xla_failure, lambda: lambda *args: plain_calls.append(args) or "ok")
+    step = training.with_xla_fallback(xla_failure, lambda: lambda *args: plain_calls.append(args) or "ok")
     assert step(1, 2) == "ok" and step(3, 4) == "ok"
     assert plain_calls == [(1, 2), (3, 4)]
     assert len(warnings) == 1 and warnings[0].startswith("XLA could not compile the train step (Detected unsupported")
@@ -165,7 +166,7 @@ def test_errors_after_the_first_step_are_not_swallowed():
             raise tf.errors.InvalidArgumentError(None, None, "a real error at step 2")
         return "ok"
 
-    step = train.with_xla_fallback(fails_later, lambda: pytest.fail("no fallback after the first step"))
+    step = training.with_xla_fallback(fails_later, lambda: pytest.fail("no fallback after the first step"))
     assert step() == "ok"
     with pytest.raises(tf.errors.InvalidArgumentError, match="a real error at step 2"):
         step()
@@ -173,22 +174,22 @@ def test_errors_after_the_first_step_are_not_swallowed():
 
 def test_auto_xla_on_a_gpu_falls_back_in_a_real_run(tiny_image_folder, tmp_path, monkeypatch):
     """--jit_compile auto resolved to on (a GPU, simulated), and XLA fails to compile: the run still trains."""
-    real_resolve, real_make = train.resolve_jit_compile, train.make_train_step
-    monkeypatch.setattr(train, "resolve_jit_compile", lambda cfg: real_resolve(cfg, gpus=1))
+    real_resolve, real_make = training.resolve_jit_compile, training.make_train_step
+    monkeypatch.setattr(training, "resolve_jit_compile", lambda cfg: real_resolve(cfg, gpus=1))
 
     def make_train_step(*args, **kwargs):
         cfg = args[5]
         return xla_failure if cfg.jit_compile else real_make(*args, **kwargs)
 
-    monkeypatch.setattr(train, "make_train_step", make_train_step)
+    monkeypatch.setattr(training, "make_train_step", make_train_step)
     warnings = []
-    monkeypatch.setattr(train.logging, "warning", lambda msg, *args: warnings.append(msg % args))
-    result = train.train(tiny_train_config(tiny_image_folder, tmp_path, train_size=8))
+    monkeypatch.setattr(training.logging, "warning", lambda msg, *args: warnings.append(msg % args))
+    result = training.train(tiny_train_config(tiny_image_folder, tmp_path, train_size=8))
     assert result.step == 2
     assert [w for w in warnings if w.startswith("XLA could not compile")]
     explicit = tiny_train_config(tiny_image_folder, tmp_path, train_size=8, jit_compile=True, out_name="explicit")
     with pytest.raises(tf.errors.InvalidArgumentError):  # asked for by name: the error is the user's to see
-        train.train(explicit)
+        training.train(explicit)
 
 
 def run_python(code: str, **env) -> str:
@@ -198,6 +199,7 @@ def run_python(code: str, **env) -> str:
                           check=True).stdout.strip()
 
 
+@pytest.mark.slow
 def test_importing_dcgan_tf_turns_onednn_on_unless_the_user_set_it():
     code = "import dcgan_tf, os; from dcgan_tf import hardware; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], " \
            "hardware.onednn_status())"

@@ -29,7 +29,7 @@ from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.latent import class_labels
 from dcgan_tf.model import models_from_config
 from dcgan_tf.runs import load_run
-from dcgan_tf.train import create_optimizers, train
+from dcgan_tf.training import create_optimizers, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = "tiny_16x16"  # the default out_name of the tiny runs below
@@ -165,6 +165,7 @@ def resume_line(counters: dict[str, int]) -> str:
     return f"resuming {os.path.join('out', RUN)} at epoch {counters['epoch']}, step {counters['step']}"
 
 
+@pytest.mark.slow
 def test_sigkill_never_leaves_a_partial_checkpoint_and_reruns_resume_exactly(make_image_folder, tmp_path,
                                                                               trainer, main_module, monkeypatch):
     """Three SIGKILLs at random moments while a checkpoint is written every step, then a rerun to the end."""
@@ -208,6 +209,7 @@ def test_sigkill_never_leaves_a_partial_checkpoint_and_reruns_resume_exactly(mak
     assert_counters_agree(counters, steps_per_epoch)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_step_reached_and_exits_130(make_image_folder, tmp_path, trainer):
     make_image_folder(n=32)
     argv = tiny_argv(batch_size=2, ckpt_freq=1000, log_freq=1)  # 16 steps per epoch, no periodic checkpoint
@@ -279,6 +281,7 @@ def refuse_writes(monkeypatch, error: Exception) -> None:
     monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
 
 
+@pytest.mark.slow
 def test_failed_checkpoint_write_names_the_folder_and_keeps_the_previous_one(trained_run, main_module, monkeypatch,
                                                                              capsys):
     files, before = checkpoint_files(CKPT_DIR), weights(CKPT_DIR)
@@ -342,6 +345,7 @@ def test_full_disk_while_writing_a_sample_grid_is_an_error_naming_the_folder(tra
     assert check_loadable(CKPT_DIR)["step"] == 4
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_an_epoch_end_save_still_saves_the_step_reached(trained_run, main_module, monkeypatch):
     real_save, calls = tf.train.CheckpointManager.save, {"n": 0}
 

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from dcgan_tf.config import PRESETS, TrainConfig
 from dcgan_tf.runs import load_run
-from dcgan_tf.train import train
+from dcgan_tf.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,7 +57,7 @@ def test_train_writes_flags_checkpoint_samples_and_summaries(tiny_image_folder, 
 
 
 def test_summaries_are_grouped_under_carpedm20s_names(tmp_path):
-    from dcgan_tf.train import write_summaries
+    from dcgan_tf.training import write_summaries
 
     metrics = {k: tf.constant(0.5) for k in ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake",
                                              "gradient_penalty")}
@@ -74,6 +74,7 @@ def test_summaries_are_grouped_under_carpedm20s_names(tmp_path):
     assert int(tf.make_ndarray(events.Tensors("health/nan_skipped")[0].tensor_proto)) == 2
 
 
+@pytest.mark.slow
 def test_rerun_resumes_at_the_saved_epoch_and_step(tiny_image_folder, tmp_path):
     cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=1)
     first = train(cfg)
@@ -85,9 +86,10 @@ def test_rerun_resumes_at_the_saved_epoch_and_step(tiny_image_folder, tmp_path):
     assert (more.step, more.epoch) == (18, 3)
 
 
+@pytest.mark.slow
 def test_mid_epoch_checkpoint_resumes_inside_the_epoch(tiny_image_folder, tmp_path, monkeypatch):
     cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=2, ckpt_freq=4)
-    import dcgan_tf.train as train_module
+    import dcgan_tf.training as train_module
 
     calls = {"n": 0}
     real_step = train_module.make_train_step
@@ -133,6 +135,7 @@ def test_cli_errors_are_one_line_naming_the_flag(tmp_path, args, needle):
     assert needle in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_trains_and_finds_its_own_run_again(tiny_image_folder, tmp_path):
     common = ["--dataset", "tiny", "--data_dir", str(tiny_image_folder.parent), "--input_fname_pattern", "*.png",
               "--input_height", "16", "--output_height", "16", "--z_dim", "8", "--gf_dim", "4", "--df_dim", "4",
@@ -148,8 +151,8 @@ def test_cli_trains_and_finds_its_own_run_again(tiny_image_folder, tmp_path):
 
 
 def test_nan_stops_the_run_naming_the_step_and_keeps_the_good_checkpoint(tiny_image_folder, tmp_path, monkeypatch):
-    import dcgan_tf.train as train_module
-    from dcgan_tf.train import NonFiniteError
+    import dcgan_tf.training as train_module
+    from dcgan_tf.training import NonFiniteError
 
     cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=2, ckpt_freq=2)
     real_step = train_module.make_train_step
@@ -175,9 +178,10 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_good_checkpoint(tiny_im
     assert all(np.isfinite(v.numpy()).all() for v in run.discriminator.weights)
 
 
+@pytest.mark.slow
 def test_resume_with_a_larger_batch_finishes_the_epoch_instead_of_repeating_it(tiny_image_folder, tmp_path,
                                                                                 monkeypatch):
-    import dcgan_tf.train as train_module
+    import dcgan_tf.training as train_module
 
     cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=1, batch_size=2, ckpt_freq=10)
     real_step, calls = train_module.make_train_step, {"n": 0}
@@ -200,6 +204,7 @@ def test_resume_with_a_larger_batch_finishes_the_epoch_instead_of_repeating_it(t
     assert (resumed.step, resumed.epoch) == (10, 1)
 
 
+@pytest.mark.slow
 def test_max_minutes_stops_with_a_checkpoint_and_a_rerun_continues(tiny_image_folder, tmp_path):
     first = train(tiny_train_config(tiny_image_folder, tmp_path, epoch=2, max_minutes=1e-6))
     assert first.out_of_time and not first.interrupted and first.step == 1
@@ -209,6 +214,7 @@ def test_max_minutes_stops_with_a_checkpoint_and_a_rerun_continues(tiny_image_fo
     assert (rest.step, rest.epoch, rest.out_of_time) == (12, 2, False)
 
 
+@pytest.mark.slow
 def test_wgan_gp_with_critic_steps_and_ema_trains_end_to_end(tiny_image_folder, tmp_path):
     cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=1, loss="wgan-gp", d_steps=2, g_steps=1,
                             g_ema=0.9, log_freq=1)
@@ -223,6 +229,7 @@ def test_wgan_gp_with_critic_steps_and_ema_trains_end_to_end(tiny_image_folder, 
     assert not any("moving_variance" in v.path for v in run.discriminator.weights)
 
 
+@pytest.mark.slow
 def test_cli_preset_fills_unset_flags_and_keeps_explicit_ones(tiny_image_folder, tmp_path):
     common = ["--dataset", "tiny", "--data_dir", str(tiny_image_folder.parent), "--input_fname_pattern", "*.png",
               "--input_height", "16", "--output_height", "16", "--z_dim", "8", "--gf_dim", "4", "--df_dim", "4",
@@ -244,7 +251,7 @@ def test_cli_preset_fills_unset_flags_and_keeps_explicit_ones(tiny_image_folder,
 def test_jit_compile_auto_is_on_with_a_gpu_under_the_default_strategy_only(tmp_path):
     from run_factory import tiny_config
 
-    from dcgan_tf.train import resolve_jit_compile
+    from dcgan_tf.training import resolve_jit_compile
 
     auto = tiny_config(tmp_path)
     assert auto.jit_compile is None

@@ -13,7 +13,7 @@ from dcgan_tf.config import TrainConfig
 from dcgan_tf.ema import create_ema
 from dcgan_tf.latent import class_labels
 from dcgan_tf.model import models_from_config
-from dcgan_tf.train import create_optimizers, decayed_learning_rate, make_train_step
+from dcgan_tf.training import create_optimizers, decayed_learning_rate, make_train_step
 
 
 @functools.cache
@@ -51,7 +51,8 @@ def batch(cfg, c_dim=3, seed=0):
     return tf.constant(x.astype(np.float32)), tf.constant(class_labels(n, cfg.y_dim))
 
 
-@pytest.mark.parametrize("conditional,g_steps", [(False, 2), (True, 3), (False, 1)])
+@pytest.mark.parametrize("conditional,g_steps", [(False, 2), pytest.param(True, 3, marks=pytest.mark.slow),
+                                                  pytest.param(False, 1, marks=pytest.mark.slow)])
 def test_one_step_updates_d_once_and_g_g_steps_times(tmp_path, conditional, g_steps):
     cfg = tiny_config(tmp_path, conditional=conditional, g_steps=g_steps, size=28 if conditional else 16)
     c_dim = 1 if conditional else 3
@@ -76,6 +77,7 @@ def real_loss_bounds(D, images, smoothing):
     return min(hard, soft), max(hard, soft), hard
 
 
+@pytest.mark.slow
 def test_label_smoothing_reaches_the_loss(tmp_path):
     cfg = tiny_config(tmp_path, label_smoothing=0.7)
     G, D, _, _, step = build(cfg)
@@ -86,6 +88,7 @@ def test_label_smoothing_reaches_the_loss(tmp_path):
     assert abs(got - hard) > 1e-4
 
 
+@pytest.mark.slow
 def test_instance_noise_reaches_the_loss(tmp_path):
     plain = tiny_config(tmp_path)
     noisy = dataclasses.replace(plain, instance_noise=1.0)
@@ -97,6 +100,7 @@ def test_instance_noise_reaches_the_loss(tmp_path):
     assert abs(got_noisy - got_plain) > 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["lsgan", "minimax", "hinge", "wgan-gp"])
 def test_other_losses_train_with_finite_values(tmp_path, loss):
     cfg = tiny_config(tmp_path, loss=loss)
@@ -112,6 +116,7 @@ def test_step_decay():
     assert decayed_learning_rate(1.0, TrainConfig(), 100) == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy,scaling", [("mixed_bfloat16", False), ("mixed_float16", True)])
 def test_mixed_precision_step_keeps_float32_variables_and_outputs(tmp_path, policy, scaling):
     if policy == "mixed_bfloat16":
@@ -133,6 +138,7 @@ def test_mixed_precision_step_keeps_float32_variables_and_outputs(tmp_path, poli
     assert not np.allclose(before, G.trainable_variables[0].numpy())
 
 
+@pytest.mark.slow
 def test_skip_batch_policy_skips_a_nan_update_and_counts_it(tmp_path):
     cfg = tiny_config(tmp_path, nan_policy="skip_batch")
     G, D = models_from_config(cfg, 3, 0)
@@ -151,6 +157,7 @@ def test_skip_batch_policy_skips_a_nan_update_and_counts_it(tmp_path):
     assert bool(step(images, labels)["finite"]) and int(counter) == 1
 
 
+@pytest.mark.slow
 def test_stop_policy_flags_a_non_finite_weight(tmp_path):
     cfg = tiny_config(tmp_path)
     G, D, _, _, step = build(cfg)
@@ -160,6 +167,7 @@ def test_stop_policy_flags_a_non_finite_weight(tmp_path):
     assert not bool(step(images, labels)["finite"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conditional", [False, True])
 def test_wgan_gp_step_runs_d_steps_critic_updates_with_the_penalty(tmp_path, conditional):
     cfg = tiny_config(tmp_path, loss="wgan-gp", d_steps=3, g_steps=1, conditional=conditional,
@@ -175,6 +183,7 @@ def test_wgan_gp_step_runs_d_steps_critic_updates_with_the_penalty(tmp_path, con
                                                  rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_gp_weight_reaches_the_critic_loss(tmp_path):
     outs = {}
     for weight in (0.0, 10.0):
@@ -186,6 +195,7 @@ def test_gp_weight_reaches_the_critic_loss(tmp_path):
     assert float(outs[10.0]["d_loss"]) - float(outs[0.0]["d_loss"]) == pytest.approx(10 * gp, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_each_critic_step_uses_its_own_real_batch(tmp_path):
     cfg = tiny_config(tmp_path, d_steps=2, g_steps=1)
     first, _ = batch(cfg, seed=1)
@@ -202,6 +212,7 @@ def test_each_critic_step_uses_its_own_real_batch(tmp_path):
     assert any(not np.allclose(a, b) for a, b in zip(results[0], results[1]))  # the second half was used
 
 
+@pytest.mark.slow
 def test_the_step_updates_the_generator_ema(tmp_path):
     cfg = tiny_config(tmp_path, g_ema=0.5)
     G, D = models_from_config(cfg, 3, 0)
@@ -215,6 +226,7 @@ def test_the_step_updates_the_generator_ema(tmp_path):
         np.testing.assert_allclose(a.numpy(), 0.1 * s0 + 0.9 * s1.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_wgan_gp_under_bfloat16_stays_finite(tmp_path):
     skip_without_bf16()
     cfg = tiny_config(tmp_path, loss="wgan-gp", d_steps=2)
@@ -319,6 +331,7 @@ def bf16_disagreements(before, want, got) -> dict:
     return failed
 
 
+@pytest.mark.slow
 def test_a_bfloat16_step_matches_a_float32_step_within_rounding(tmp_path):
     skip_without_bf16()
     # 32 px and batch 8: at 16 px most taps of G's first 5x5 kernels see only padding, and 4 images leave

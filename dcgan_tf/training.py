@@ -373,25 +373,34 @@ class _OutOfTime(Exception):
 
 
 class _StopRequest:
-    """Turns SIGTERM into a flag the loop checks after each step, so the run can checkpoint and exit."""
+    """Turns SIGTERM into a flag the loop checks after each step, so the run can checkpoint and exit.
 
-    def __init__(self):
+    With `flag_ctrl_c` (--strategy multi_worker) Ctrl-C becomes the same flag: the worker must still join the
+    step's stop agreement, or the others would wait for it in their next all-reduce. A second Ctrl-C interrupts
+    at once. Without it Ctrl-C raises KeyboardInterrupt wherever the loop is.
+    """
+
+    def __init__(self, flag_ctrl_c: bool = False):
         self.requested = False
-        self._previous = None
+        self._signals = (signal.SIGTERM, signal.SIGINT) if flag_ctrl_c else (signal.SIGTERM,)
+        self._previous = {}
 
     def __enter__(self):
         try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not in the main thread
-            self._previous = None
+            self._previous = {s: signal.signal(s, self._handle) for s in self._signals}
+        except ValueError:  # not in the main thread: signals keep their handlers
+            pass
         return self
 
     def _handle(self, signum, frame):
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt
         self.requested = True
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+        self._previous = {}
 
 
 @dataclasses.dataclass
@@ -442,7 +451,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     cfg = cfg.validate()
     auto_jit = cfg.jit_compile is None
     cfg = resolve_jit_compile(cfg)  # FLAGS.json records what ran
-    # Data loading counts; under multi_worker the chief's deadline stops every worker (distribute.chief_decides).
+    # Data loading counts; under multi_worker the chief's deadline stops every worker (distribute.agree_to_stop).
     deadline = time.perf_counter() + 60 * cfg.max_minutes if cfg.max_minutes else None
     strategy = distribute.create_strategy(cfg.strategy)  # first: multi_worker configures TensorFlow's runtime
     distribute.check_batch_size(cfg.batch_size, strategy, cfg.strategy)
@@ -488,7 +497,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     images_seen, t_start = 0, time.perf_counter()
     interrupted = out_of_time = False
     epoch, in_epoch = start_epoch, done_in_epoch
-    with _StopRequest() as stop:
+    with _StopRequest(flag_ctrl_c=distribute.is_multi_worker(strategy)) as stop:
         try:
             for epoch in range(start_epoch, cfg.epoch):
                 lrs = {"learning_rate_d": decayed_learning_rate(cfg.learning_rate_d, cfg, epoch),
@@ -512,9 +521,12 @@ def train(cfg: TrainConfig) -> TrainResult:
                         last_eval = evaluate(sample_G, step, writer)
                     if step % cfg.ckpt_freq == 0 and in_epoch < data.steps_per_epoch:
                         checkpoint_now(epoch, in_epoch)
-                    if stop.requested:
+                    # Every worker, every step: a request on any worker or the chief's deadline stops them all here
+                    requested, late = distribute.agree_to_stop(
+                        strategy, stop.requested, deadline is not None and time.perf_counter() >= deadline)
+                    if requested:
                         raise KeyboardInterrupt
-                    if deadline is not None and distribute.chief_decides(strategy, time.perf_counter() >= deadline):
+                    if late:
                         raise _OutOfTime
                 checkpoint_now(epoch + 1, 0)
                 in_epoch = 0  # after the save: if it is interrupted, the epoch is still recorded as full
