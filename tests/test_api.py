@@ -95,6 +95,7 @@ def test_generate_labels(conditional_run):
     assert e.value.flag == "label"
 
 
+@pytest.mark.slow
 def test_complete_with_a_label_keeps_known_pixels_and_scores_the_hole(conditional_run):
     _, run = conditional_run
     images = run.generate(3, seed=5)

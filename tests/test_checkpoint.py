@@ -21,6 +21,7 @@ def fresh(cfg, c_dim, y_dim):
     return G, D, g_opt, d_opt, state, ckpt
 
 
+@pytest.mark.slow
 def test_round_trip_restores_everything(tmp_path):
     cfg, paths, G, D = make_run(tmp_path, conditional=True, size=28, c_dim=1, train_steps=3)
     G2, D2, g_opt2, d_opt2, state2, ckpt2 = fresh(cfg, 1, 10)
@@ -34,6 +35,7 @@ def test_round_trip_restores_everything(tmp_path):
     assert state2.sample_z.numpy().any()  # the fixed sample z of the run, not the fresh zeros
 
 
+@pytest.mark.slow
 def test_load_run_matches_and_rejects_other_models(tmp_path):
     cfg, paths, G, _ = make_run(tmp_path, size=16, train_steps=1)
     run = load_run(paths.checkpoint_dir, cfg)

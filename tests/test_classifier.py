@@ -186,6 +186,7 @@ def test_train_and_save_with_mask_augment_reports_the_masked_accuracy(tmp_path):
     assert metadata["mask_augment"] == 0.8 and metadata["masked_test_accuracy"] == scores["masked_accuracy"]
 
 
+@pytest.mark.slow
 def test_real_fashion_mnist_short_training():
     train_images, train_labels = load_idx("fashion_mnist", str(REPO_DATA), "train")
     test_images, test_labels = load_idx("fashion_mnist", str(REPO_DATA), "test")

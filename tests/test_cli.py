@@ -98,7 +98,8 @@ PROGRAMS = {  # each program with its flags right, plus one leftover word: it st
 }
 
 
-@pytest.mark.parametrize("program", PROGRAMS)
+@pytest.mark.parametrize("program", [pytest.param(p, marks=pytest.mark.slow) if p == "classifier" else p
+                                     for p in PROGRAMS])  # the classifier imports TensorFlow first: seconds
 def test_every_program_stops_at_a_leftover_word(program, tmp_path):
     args, message = PROGRAMS[program]
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the quiet start, as a user has it

@@ -54,6 +54,7 @@ def read_png(path):
     return np.asarray(Image.open(path))
 
 
+@pytest.mark.slow
 def test_five_images_in_batches_of_two_get_complete_distinct_outputs(run_dir, images, tmp_path):
     summary = run_completion(config(run_dir, images, tmp_path, approach="adam", lr=0.1))
     names = output_names(images)
@@ -73,6 +74,7 @@ def test_five_images_in_batches_of_two_get_complete_distinct_outputs(run_dir, im
     assert alone["images"]["a"]["total"] == pytest.approx(record["total"], rel=1e-5)  # batch-independent
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_images_and_overwrite_redoes_them(run_dir, images, tmp_path):
     cfg = config(run_dir, images[:3], tmp_path)
     run_completion(cfg)
@@ -108,6 +110,7 @@ def test_unreadable_images_are_skipped_and_listed(run_dir, images, tmp_path):
         run_completion(config(run_dir, [str(broken)], tmp_path / "out2"))
 
 
+@pytest.mark.slow
 def test_mask_files(run_dir, images, tmp_path):
     left = np.full((SIZE, SIZE), 255, np.uint8)
     left[:, :3] = 0
@@ -144,6 +147,7 @@ def test_no_hole_types_return_the_generated_image(run_dir, images, tmp_path, mas
                                   read_png(tmp_path / "a" / "generated.png"))
 
 
+@pytest.mark.slow
 def test_conditional_model_uses_the_label(tmp_path, images):
     _, paths, _, _ = make_run(tmp_path / "crun", conditional=True, size=SIZE, c_dim=1)
     summary = run_completion(config(paths.checkpoint_dir, images[:1], tmp_path / "out", label=3))
@@ -152,6 +156,7 @@ def test_conditional_model_uses_the_label(tmp_path, images):
         run_completion(config(paths.checkpoint_dir, images[:1], tmp_path / "out", label=10))
 
 
+@pytest.mark.slow
 def test_label_free_summary_records_the_chosen_class_and_the_runner_up(tmp_path, images):
     _, paths, _, _ = make_run(tmp_path / "crun", conditional=True, size=SIZE, c_dim=1)
     summary = run_completion(config(paths.checkpoint_dir, images[:3], tmp_path / "out", n_iter=4, pilot_iter=2))
@@ -168,6 +173,7 @@ def test_label_free_summary_records_the_chosen_class_and_the_runner_up(tmp_path,
     assert given["images"]["a"]["class_choice"] is None
 
 
+@pytest.mark.slow
 def test_label_free_uses_the_classifier_next_to_the_run_as_a_prior(tmp_path, images, caplog):
     from dcgan_tf.class_prior import weighted_known_pixels_prior
     from dcgan_tf.classifier import build_classifier, predict_logits, save_classifier
@@ -284,6 +290,7 @@ def run_script(*args):
                           cwd=ROOT, timeout=120)
 
 
+@pytest.mark.slow
 def test_script_takes_positional_paths_and_the_imgs_flag(run_dir, images, tmp_path):
     proc = run_script("--checkpoint_dir", run_dir, "--imgs", images[0], images[1], "--out_dir", str(tmp_path),
                       "--n_iter", "2")
@@ -291,6 +298,7 @@ def test_script_takes_positional_paths_and_the_imgs_flag(run_dir, images, tmp_pa
     assert "done: 2 images" in proc.stdout and (tmp_path / "b" / "completion.png").is_file()
 
 
+@pytest.mark.slow
 def test_script_prints_one_line_error_and_exits_2(tmp_path):
     proc = run_script("--checkpoint_dir", str(tmp_path), "--imgs", "x.png", "--center_scale", "0.7")
     assert proc.returncode == 2
@@ -302,6 +310,7 @@ def test_script_prints_one_line_error_and_exits_2(tmp_path):
 # --checkpoint_dir: a run, or a folder of runs (bamos' `complete.py --imgs aligned/*`)
 
 
+@pytest.mark.slow
 def test_design_card_command_uses_the_one_run_in_checkpoints(tmp_path, images, idx_folder):
     from dcgan_tf.classifier import load_classifier, train_and_save
 
@@ -326,6 +335,7 @@ def make_runs(root, *specs):
     return root / "checkpoints"
 
 
+@pytest.mark.slow
 def test_several_runs_take_the_most_recently_written_and_say_which(tmp_path, images, caplog):
     checkpoints = make_runs(tmp_path, ("newer", 2_000_000_000, {}), ("older", 1_000_000_000, {}))
     caplog.set_level("INFO", logger="absl")  # absl sets its own level when flags are parsed
@@ -345,6 +355,7 @@ def rgb_8x8(tmp_path):
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("newer", [{"c_dim": 1}, {"size": 16}, {"size": 16, "crop": True, "input_height": 32}])
 def test_a_run_that_fits_the_images_wins_over_a_newer_one(tmp_path, rgb_8x8, caplog, newer):
     checkpoints = make_runs(tmp_path, ("newer", 2_000_000_000, newer), ("fits", 1_000_000_000, {}))
@@ -368,6 +379,7 @@ def test_misfits_name_the_channels_and_the_size_or_crop_rule():
     assert misfits(cropped, 3, {(12, 12)}) == ["made for 8x8 images or at least its 16x16 crop"]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_rotated_during_the_scan_is_no_traceback(tmp_path, images, monkeypatch):
     """A run that is training saves a new checkpoint and deletes the one the scan has just read."""
     import tensorflow as tf
@@ -436,6 +448,7 @@ def test_no_run_is_one_line_saying_how_to_train_one(tmp_path, images):
         find_run(str(tmp_path / "nowhere"))
 
 
+@pytest.mark.slow
 def test_a_crop_run_takes_images_already_at_its_output_size_as_they_are(tmp_path, images, caplog):
     _, paths, _, _ = make_run(tmp_path, size=SIZE, crop=True, input_height=16)  # trained on 16x16 centre crops
     caplog.set_level("INFO", logger="absl")  # absl sets its own level when flags are parsed

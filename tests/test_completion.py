@@ -232,6 +232,7 @@ def test_restarts_keep_the_lowest_final_loss(toy):
     assert set(best.restarts) <= {0, 1, 2}
 
 
+@pytest.mark.slow
 def test_images_in_a_batch_are_independent(dcgan):
     """Same image alone, or with others in a padded last batch of 2: the same loss history and result."""
     G, D = dcgan.generator, dcgan.discriminator
@@ -424,6 +425,7 @@ def test_ssim_map_matches_tf_image_ssim_away_from_the_border():
 
 # The benchmark's judges ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_benchmark_refuses_a_prior_classifier_that_is_one_of_its_judges(tmp_path):
     from dcgan_tf.classifier import build_classifier, save_classifier
 

@@ -85,6 +85,7 @@ def test_a_run_without_ema_has_no_average_and_loads_g(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_switching_ema_on_for_a_saved_run_names_the_flag(tmp_path):
     _, paths, _, _ = make_run(tmp_path, train_steps=1)
     with pytest.raises(FlagError, match="--g_ema"):

@@ -80,6 +80,7 @@ def test_export_folder_and_metadata(exports):
         assert sorted(meta["inputs"]) == (["labels", "z"] if conditional else ["z"]) and meta["step"] == 0
 
 
+@pytest.mark.slow
 def test_export_loads_without_dcgan_tf_and_matches_the_checkpoint(exports, tmp_path):
     dirs = [exports[c][1] for c in (False, True)]
     result = subprocess.run([sys.executable, "-I", "-c", CONSUMER, *dirs], cwd=tmp_path, capture_output=True,
@@ -100,6 +101,7 @@ def test_export_loads_without_dcgan_tf_and_matches_the_checkpoint(exports, tmp_p
                         "channels": 1 if conditional else 3}
 
 
+@pytest.mark.slow
 def test_export_replaces_a_previous_one_and_leaves_no_temporary_folders(tmp_path):
     cfg, paths, _, _ = make_run(tmp_path, size=SIZE, z_dim=Z_DIM)
     [first] = use_trained_model(cfg, export=True)

@@ -196,6 +196,7 @@ def test_main_label_on_unconditional_run(cli, plain_run, capsys):
     assert code == 2 and "error: --label:" in err
 
 
+@pytest.mark.slow
 def test_cli_missing_checkpoint_names_the_folder(tmp_path):
     folder = os.path.join("ck", "nothing_16x16")  # <checkpoint_dir>/<out_name>
     result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--dataset=nothing", "--input_height=16",

@@ -133,6 +133,7 @@ def test_flags_json_records_the_resolved_precision_and_resume_honours_it(tiny_im
         assert json.load(f)["precision"] == "mixed_bfloat16"
 
 
+@pytest.mark.slow
 def test_true_without_native_support_trains_after_one_warning(tiny_image_folder, tmp_path, monkeypatch):
     simulate_cpu(monkeypatch, ZEN3)
     warnings = []
@@ -172,6 +173,7 @@ def test_errors_after_the_first_step_are_not_swallowed():
         step()
 
 
+@pytest.mark.slow
 def test_auto_xla_on_a_gpu_falls_back_in_a_real_run(tiny_image_folder, tmp_path, monkeypatch):
     """--jit_compile auto resolved to on (a GPU, simulated), and XLA fails to compile: the run still trains."""
     real_resolve, real_make = training.resolve_jit_compile, training.make_train_step

@@ -162,6 +162,7 @@ def test_inception_missing_weights_names_the_flag(tmp_path):
     assert e.value.flag == "fid_weights"
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Keras warns about each layer it cannot fill
 def test_inception_wrong_weights_file_names_the_flag(tmp_path):
     stand_in = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
@@ -172,6 +173,7 @@ def test_inception_wrong_weights_file_names_the_flag(tmp_path):
     assert e.value.flag == "fid_weights"
 
 
+@pytest.mark.slow
 def test_inception_loads_local_weights_and_preprocesses(tmp_path):
     # The real architecture at its smallest input size; the weights file is the full ~88 MB either way.
     source = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,

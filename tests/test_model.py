@@ -230,6 +230,7 @@ def test_every_combination_works_under_mixed_precision(arch, y_dim, d_norm, sn):
         assert np.isfinite(images).all() and np.isfinite(logits).all()
 
 
+@pytest.mark.slow
 def test_infogan_discriminator_double_backprop_compiles_under_mixed_precision():
     """WGAN-GP differentiates D's input gradient; XLA on CPU has no bfloat16 MaxPoolGradGrad (D pools in float32)."""
     _, D = _tiny_models("infogan", 0, "batch", True, dtype_policy="mixed_bfloat16")

@@ -52,6 +52,7 @@ def tiny_cwd(tmp_path_factory):
     return cwd
 
 
+@pytest.mark.slow
 def test_training_and_generating_show_only_our_lines(tiny_cwd):
     train = run_main(tiny_cwd, "--train", "--epoch=1")
     assert train.returncode == 0, train.stderr
@@ -72,6 +73,7 @@ def test_training_and_generating_show_only_our_lines(tiny_cwd):
     assert "generate 8/8 [" in generate.stdout  # its progress bar
 
 
+@pytest.mark.slow
 def test_verbosity_1_shows_tensorflow_lines(tiny_cwd):
     result = run_main(tiny_cwd, "--train", "--epoch=2", "--verbosity=1")
     assert result.returncode == 0, result.stderr
@@ -81,6 +83,7 @@ def test_verbosity_1_shows_tensorflow_lines(tiny_cwd):
     assert len(ours) == 1 and ABSL_PREFIX.match(ours[0]) and " data.py:" in ours[0], ours  # absl's full prefix
 
 
+@pytest.mark.slow
 def test_warnings_stay_marked_in_short_lines(tiny_cwd):
     result = run_main(tiny_cwd, "--dataset=tiny_bad", "--train", "--epoch=1")
     assert result.returncode == 0, result.stderr

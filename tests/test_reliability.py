@@ -260,6 +260,7 @@ def trained_run(trained_template, tmp_path, monkeypatch):
     return TRAINED_ARGV
 
 
+@pytest.mark.slow
 def test_resume_restores_the_training_rng(trained_run):
     with open(os.path.join(CKPT_DIR, "FLAGS.json")) as f:
         flags = json.load(f)
@@ -332,6 +333,7 @@ def test_read_only_checkpoint_folder_is_an_error_naming_it(trained_run, main_mod
     assert checkpoint_files(CKPT_DIR) == files and check_loadable(CKPT_DIR)["step"] == 4
 
 
+@pytest.mark.slow
 def test_full_disk_while_writing_a_sample_grid_is_an_error_naming_the_folder(trained_run, main_module, monkeypatch):
     from PIL import Image
 

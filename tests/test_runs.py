@@ -10,6 +10,7 @@ from dcgan_tf.errors import DcganError, FlagError
 from dcgan_tf.runs import load_run, read_run_flags
 
 
+@pytest.mark.slow
 def test_load_run_reports_the_saved_settings(tmp_path):
     cfg, paths, G, _ = make_run(tmp_path, conditional=True, size=28, c_dim=1, train_steps=2)
     run = load_run(paths.checkpoint_dir)

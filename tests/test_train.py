@@ -28,6 +28,7 @@ def tiny_train_config(folder, tmp_path, **overrides):
     return TrainConfig(**fields)
 
 
+@pytest.mark.slow
 def test_train_writes_flags_checkpoint_samples_and_summaries(tiny_image_folder, tmp_path):
     (tiny_image_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     cfg = tiny_train_config(tiny_image_folder, tmp_path, epoch=2)
@@ -113,6 +114,7 @@ def test_mid_epoch_checkpoint_resumes_inside_the_epoch(tiny_image_folder, tmp_pa
     assert (resumed.step, resumed.epoch) == (12, 2)  # 4 steps left in epoch 2, not a whole new epoch
 
 
+@pytest.mark.slow
 def test_changed_architecture_flag_is_named(tiny_image_folder, tmp_path):
     train(tiny_train_config(tiny_image_folder, tmp_path))
     with pytest.raises(Exception, match="--gf_dim"):
@@ -127,7 +129,7 @@ def run_main(*args, cwd):
 @pytest.mark.parametrize("args,needle", [
     (["--batch_size", "0"], "--batch_size"),
     (["--label_smoothing", "1.5"], "--label_smoothing"),
-    (["--dataset", "nothing_here", "--data_dir", "nowhere_dir"], "nothing_here"),
+    pytest.param(["--dataset", "nothing_here", "--data_dir", "nowhere_dir"], "nothing_here", marks=pytest.mark.slow),
 ])
 def test_cli_errors_are_one_line_naming_the_flag(tmp_path, args, needle):
     proc = run_main("--train", *args, cwd=tmp_path)
@@ -150,6 +152,7 @@ def test_cli_trains_and_finds_its_own_run_again(tiny_image_folder, tmp_path):
     assert list((tmp_path / "samples" / "tiny_16x16").glob("*.png"))
 
 
+@pytest.mark.slow
 def test_nan_stops_the_run_naming_the_step_and_keeps_the_good_checkpoint(tiny_image_folder, tmp_path, monkeypatch):
     import dcgan_tf.training as train_module
     from dcgan_tf.training import NonFiniteError
