@@ -484,6 +484,7 @@ def test_two_workers_stop_together_at_max_minutes_and_resume_after_a_kill(make_i
     assert state == {"step": 4 * int(epochs), "epoch": int(epochs), "epoch_step": 0}, state
 
 
+@pytest.mark.slow
 def test_a_sigterm_to_one_worker_stops_both_at_one_step_and_the_same_command_resumes(make_image_folder, tmp_path):
     """SIGTERM to worker 1 only: both workers stop after the same step, exit 130, and the chief has saved that
     step; the same two commands continue from it, and a Ctrl-C to the chief alone stops both again."""
