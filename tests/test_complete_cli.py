@@ -472,6 +472,7 @@ def test_scores_are_those_of_the_written_completion(run_dir, images, tmp_path):
     assert record["ssim_hole"] == pytest.approx(ssim(image, written, hole), rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conditional", [False, True])
 def test_outputs_equal_the_python_api_bit_for_bit(tmp_path, images, conditional):
     """complete.py writes exactly what `dcgan_tf.load_run(...).complete` returns for the same images, masks,
