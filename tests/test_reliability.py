@@ -319,9 +319,10 @@ def permissions_enforced(folder) -> bool:
     return False
 
 
-def test_read_only_checkpoint_folder_is_an_error_naming_it(trained_run, main_module):
-    if not permissions_enforced(CKPT_DIR):
+def test_read_only_checkpoint_folder_is_an_error_naming_it(request, tmp_path, main_module):
+    if not permissions_enforced(tmp_path):  # asked before the trained run is made: seconds saved for root
         pytest.skip("file permissions are not enforced for this user (root): see the monkeypatched test above")
+    trained_run = request.getfixturevalue("trained_run")
     files = checkpoint_files(CKPT_DIR)
     argv = trained_run + ["--epoch=2"]
     os.chmod(CKPT_DIR, 0o500)
