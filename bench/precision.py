@@ -97,14 +97,9 @@ def tuned_conv_shapes(cfg) -> list[tuple[tuple[int, int, int], str, int]]:
     y, c, df, gf = 10, 1, cfg.df_dim, cfg.gf_dim
     d_layers = [(28, c + y, c + y), (14, c + y + y, df + y)]
     g_layers = [(28, c, gf * 2 + y), (14, gf * 2, gf * 2 + y)]  # out of G, into G (transposed)
-    gs = cfg.g_steps
-    runs = []
-    for i, shape in enumerate(d_layers):
-        runs += [(shape, "forward", 2 + gs), (shape, "backward_weights", 2),
-                 (shape, "backward_data", (2 if i else 0) + gs)]
-    for shape in g_layers:
-        runs += [(shape, "backward_data", 1 + gs), (shape, "forward", gs), (shape, "backward_weights", gs)]
-    return [r for r in runs if r[2]]
+    from train_throughput import layer_pass_counts
+
+    return layer_pass_counts(d_layers, g_layers, cfg.g_steps)
 
 
 def conv_bound_rate(cfg, dtype) -> float:

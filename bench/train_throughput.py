@@ -95,8 +95,12 @@ def conv_pass_counts(cfg: TrainConfig, c_dim: int) -> list[tuple[tuple[int, int,
 
     Passes: "forward", "backward_data" (input gradient; also G's forward), "backward_weights".
     """
-    d_layers, g_layers = dcgan_conv_shapes(cfg.output_height, c_dim, cfg.gf_dim, cfg.df_dim)
-    gs = cfg.g_steps
+    return layer_pass_counts(*dcgan_conv_shapes(cfg.output_height, c_dim, cfg.gf_dim, cfg.df_dim), cfg.g_steps)
+
+
+def layer_pass_counts(d_layers, g_layers, gs: int) -> list[tuple[tuple[int, int, int], str, int]]:
+    """conv_pass_counts for D's convolutions and G's (each listed as the convolution it transposes), from
+    D's input side, with `gs` G updates per step."""
     runs = []
     for i, shape in enumerate(d_layers):
         runs += [(shape, "forward", 2 + gs), (shape, "backward_weights", 2),

@@ -123,12 +123,17 @@ def excess(want, got, indices, atol, rtol) -> float:
     return max(float(np.abs(want[i] - got[i]).max() / (atol + rtol * np.abs(want[i]).max())) for i in indices)
 
 
+def run_checks(mode: str, folder, timeout: int) -> dict:
+    """Runs this file as a script (`mode` checks on 2 logical CPUs, in a fresh process); returns its JSON report."""
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), mode, str(folder)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 def test_mirrored_step_equals_one_device_step_and_checkpoints_cross(tmp_path):
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "mirrored", str(tmp_path)], cwd=ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = run_checks("mirrored", tmp_path, timeout=300)
     assert report["replicas"] == 2 and report["same_strategy_again"], report
     for name in ("conditional=False", "conditional=True"):
         r = report[name]
@@ -211,10 +216,7 @@ def run_option_checks(folder: str) -> dict:
 
 @pytest.mark.slow
 def test_every_option_one_mirrored_step_equals_one_device_step(tmp_path):
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "options", str(tmp_path)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = run_checks("options", tmp_path, timeout=900)
     assert set(report) == set(OPTIONS)
     for name, r in report.items():
         assert r["same_init"] and r["replica_copies_equal"] and r["all_finite"], (name, r)
@@ -284,10 +286,7 @@ def run_overflow_checks() -> dict:
 
 @pytest.mark.slow
 def test_a_float16_overflow_on_one_replica_skips_the_update_on_every_replica(tmp_path):
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "overflow", str(tmp_path)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = run_checks("overflow", tmp_path, timeout=300)
     agreed = report["agreed"]
     assert agreed["weights"] == [[0.5] * 3] * 2, agreed  # skipped on both replicas: the weights are untouched
     assert agreed["scales"] == [agreed["scale_before"] / 2] * 2, agreed  # and both lowered the loss scale
