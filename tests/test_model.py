@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_train_step import skip_without_bf16
 
 from dcgan_tf.model import (
     ConditionalGenerator,
@@ -221,6 +222,7 @@ def test_every_combination_round_trips_through_checkpoints(arch, y_dim, d_norm, 
 
 @pytest.mark.parametrize("arch,y_dim,d_norm,sn", COMBINATIONS)
 def test_every_combination_works_under_mixed_precision(arch, y_dim, d_norm, sn):
+    skip_without_bf16()  # e.g. oneDNN capped at AVX2 on a bfloat16 CPU cannot run it
     G, D = _tiny_models(arch, y_dim, d_norm, sn, dtype_policy="mixed_bfloat16")
     assert keras.mixed_precision.dtype_policy().name == "float32"  # the global policy is restored
     assert all(v.dtype == "float32" for v in G.weights + D.weights)
@@ -233,6 +235,7 @@ def test_every_combination_works_under_mixed_precision(arch, y_dim, d_norm, sn):
 @pytest.mark.slow
 def test_infogan_discriminator_double_backprop_compiles_under_mixed_precision():
     """WGAN-GP differentiates D's input gradient; XLA on CPU has no bfloat16 MaxPoolGradGrad (D pools in float32)."""
+    skip_without_bf16()  # e.g. oneDNN capped at AVX2 on a bfloat16 CPU cannot run it
     _, D = _tiny_models("infogan", 0, "batch", True, dtype_policy="mixed_bfloat16")
 
     @tf.function(jit_compile=True)
