@@ -10,8 +10,8 @@ import sys
 import pytest
 import tensorflow as tf
 from absl import logging as absl_logging
-from test_train import tiny_train_config
 from test_train_step import skip_without_bf16
+from test_training import tiny_train_config
 
 from dcgan_tf import hardware, training
 from dcgan_tf.config import PRESETS, TrainConfig, apply_preset

@@ -2,7 +2,7 @@
 
 The kill tests run `main.py --train` in subprocesses on a tiny folder (32 random 16x16 PNGs, batch 4: 8 steps
 per epoch) and read the checkpoints back in this process; the others call `train()` here, on copies of one
-tiny trained run. NaN handling is tested in test_train.py and test_train_step.py.
+tiny trained run. NaN handling is tested in test_training.py and test_train_step.py.
 """
 
 from __future__ import annotations
