@@ -58,32 +58,30 @@ def onednn_status() -> str:
     return f"oneDNN {'on' if on else 'off'} ({who})"
 
 
-def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The CPU's feature flags (Linux); empty where /proc/cpuinfo cannot be read (macOS, Windows)."""
+def cpuinfo_field(names: tuple[str, ...], path: str = "/proc/cpuinfo") -> str | None:
+    """The value of the first /proc/cpuinfo line named one of `names`; None where it cannot be read."""
     try:
         with open(path) as f:
             for line in f:
                 name, _, value = line.partition(":")
-                if name.strip() in ("flags", "Features"):
-                    return frozenset(value.split())
+                if name.strip() in names:
+                    return value.strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags (Linux); empty where /proc/cpuinfo cannot be read (macOS, Windows)."""
+    return frozenset((cpuinfo_field(("flags", "Features"), path) or "").split())
 
 
 def cpu_model(path: str = "/proc/cpuinfo") -> str:
     """The CPU's model name, or the platform's processor string."""
-    try:
-        with open(path) as f:
-            for line in f:
-                name, _, value = line.partition(":")
-                if name.strip() == "model name":
-                    return value.strip()
-    except OSError:
-        pass
     import platform
 
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return (cpuinfo_field(("model name",), path) or platform.processor() or platform.machine()
+            or "unknown CPU")
 
 
 def native_bfloat16(flags: Iterable[str]) -> str | None:
