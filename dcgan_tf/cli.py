@@ -1,18 +1,21 @@
-"""What both command-line programs share: flags made from the config dataclasses, and one-line user errors.
+"""What every command-line program shares: flags made from the config dataclasses, and one-line user errors.
 
 Every setting is declared once, as a dataclass field made with `config.setting` (default, help text, enum
 choices); `define_flags` turns the fields into absl flags of the same names and `flag_values` reads them back,
-so the flags, the configs and flags.md (checked by tests/test_flags_doc.py) cannot drift apart.
+so the flags, the configs and flags.md (checked by tests/test_flags_doc.py) cannot drift apart. The programs
+are main.py, complete.py, `python -m dcgan_tf.classifier` and `python -m dcgan_tf.prepare`.
 
-`exit_with` runs a program's work and turns a user error into one line on stderr and exit code 2; a word
-left over after the flags is one (`check_words`): `main.py --train False` stops and says to write `--notrain`
-or `--train=false`, instead of training.
+A user error is one line on stderr and exit code 2: a value absl cannot read (`--loss foo`, `--epoch x`) when
+`parse_flags` parses the command line; a value the config's `validate` refuses, or a word left over after the
+flags (`check_words`: `main.py --train False` stops and says to write `--notrain` or `--train=false`, instead
+of training), when `exit_with` runs the program's work.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,7 +24,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from dcgan_tf import quiet
-from dcgan_tf.errors import DcganError
+from dcgan_tf.errors import DcganError, FlagError, check_choice
 
 
 class AutoBooleanParser(flags.BooleanParser):
@@ -41,6 +44,35 @@ def define_auto_boolean(name: str, default: bool | None, help_text: str, *, flag
     flags.DEFINE_flag(flag, flag_values, module_name=module_name)
 
 
+class IntEnumParser(flags.EnumParser):
+    """An enum flag of whole numbers (`--option 0..5`): absl's enum parser, whose value is the int."""
+
+    def parse(self, argument):
+        return int(super().parse(str(argument)))
+
+
+class IntEnumFlag(flags.Flag):
+    """An absl flag of `IntEnumParser`, shown as absl shows an enum flag: `<0|1|2>: help` and, in --helpxml,
+    an enum_value per choice."""
+
+    def __init__(self, name: str, default: int, help_text: str, choices: Iterable[int]):
+        words = [str(c) for c in choices]
+        super().__init__(IntEnumParser(words), flags.ArgumentSerializer(), name, default,
+                         f"<{'|'.join(words)}>: {help_text}")
+
+    _extra_xml_dom_elements = flags.EnumFlag._extra_xml_dom_elements
+
+
+def define_enum(name: str, default: Any, choices: Iterable[Any], help_text: str, *, flag_values: flags.FlagValues,
+                module_name: str) -> None:
+    """An absl enum flag of `choices`: strings, or ints whose value stays an int. --help shows the choices."""
+    if all(isinstance(c, int) for c in choices):
+        flags.DEFINE_flag(IntEnumFlag(name, default, help_text, choices), flag_values, module_name=module_name)
+    else:
+        flags.DEFINE_enum(name, default, [str(c) for c in choices], help_text, flag_values=flag_values,
+                          module_name=module_name)
+
+
 _DEFINE = {"bool": flags.DEFINE_boolean, "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
            "str": flags.DEFINE_string}
 
@@ -50,8 +82,8 @@ def define_flags(config_cls: type, *, exclude: Iterable[str] = (), flag_values: 
     """Defines an absl flag for every field of the dataclass `config_cls` made with `config.setting`.
 
     The flag's type comes from the field's annotation (bool, int, float, str, each optionally `| None`), an
-    enum flag from the field's choices; a `bool | None` field takes `auto` for None. The flags belong to the
-    calling module, so a program's `--help` lists them as its own.
+    enum flag from the field's choices (`define_enum`); a `bool | None` field takes `auto` for None. The flags
+    belong to the calling module, so a program's `--help` lists them as its own.
     """
     caller = sys._getframe(1).f_globals.get("__name__", "")
     module_name = sys.argv[0] if caller == "__main__" else caller  # absl's name for the main module
@@ -65,8 +97,8 @@ def define_flags(config_cls: type, *, exclude: Iterable[str] = (), flag_values: 
         if str(field.type) == "bool | None":  # None is `auto`
             define_auto_boolean(field.name, field.default, help_text, flag_values=flag_values, module_name=module_name)
         elif choices is not None:
-            flags.DEFINE_enum(field.name, field.default, [str(c) for c in choices], help_text,
-                              flag_values=flag_values, module_name=module_name)
+            define_enum(field.name, field.default, choices, help_text, flag_values=flag_values,
+                        module_name=module_name)
         else:
             _DEFINE[kind](field.name, field.default, help_text, flag_values=flag_values, module_name=module_name)
 
@@ -78,12 +110,46 @@ def flag_values(config_cls: type, *, exclude: Iterable[str] = (), flag_values: f
     return {n: flag_values[n].value for n in names}, {n for n in names if flag_values[n].present}
 
 
-def start(main: Callable[[list[str]], None]) -> None:
+def start(main: Callable[[list[str]], None], argv: list[str] | None = None, *, hide_logs: bool = True) -> None:
     """A program's `__main__`: hide TensorFlow's start-up lines (before it loads), make our log lines short, then
-    absl parses the flags and calls main(argv)."""
-    quiet.hide_tensorflow_logs(sys.argv)  # --verbosity 1 shows them
+    absl parses the flags (`parse_flags`) and calls main(argv).
+
+    Args:
+      main: absl's main, which gets the words no flag took.
+      argv: the command line (default sys.argv).
+      hide_logs: hide TensorFlow's lines (`quiet.hide_tensorflow_logs`); False for a program without TensorFlow.
+    """
+    if hide_logs:
+        quiet.hide_tensorflow_logs(sys.argv if argv is None else argv)  # --verbosity 1 shows them
     use_short_log_lines()
-    app.run(main)
+    app.run(main, argv=argv, flags_parser=parse_flags)
+
+
+def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+    """absl's parse of the command line `argv`; returns the words no flag took.
+
+    A value absl cannot read is one line on stderr naming the flag and exit code 2, as a config's FlagError:
+    `error: --loss: must be one of gan, minimax, lsgan, hinge, wgan-gp, got 'foo'`.
+    """
+    try:
+        return flag_values(argv)
+    except flags.Error as e:
+        print(f"error: {flag_error_message(e, flag_values)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def flag_error_message(error: flags.Error, flag_values: flags.FlagValues) -> str:
+    """absl's parse error as one line; a value outside an enum flag's choices reads as `check_choice` says it."""
+    message = " ".join(str(error).split())
+    bad = re.fullmatch(r"flag --(\w+)=(.*?): (.*)", message)
+    if bad is None or bad[1] not in flag_values:
+        return message
+    name, value, reason = bad.groups()
+    try:  # an enum flag's message names its choices
+        check_choice(name, value, getattr(flag_values[name].parser, "enum_values", [value]))
+    except FlagError as e:
+        return str(e)
+    return str(FlagError(name, reason))
 
 
 class ShortLogFormatter(absl_logging.PythonFormatter):

@@ -1,15 +1,20 @@
-"""The shared CLI wrapper: user errors and leftover words are one line and exit code 2, other exit codes pass
-through."""
+"""The shared CLI wrapper: user errors, values absl cannot read and leftover words are one line and exit code 2,
+other exit codes pass through."""
 
+from __future__ import annotations
+
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
+from xml.dom import minidom
 
 import pytest
 from absl import flags
 
-from dcgan_tf.cli import check_words, define_auto_boolean, exit_with
+from dcgan_tf.cli import check_words, define_auto_boolean, define_flags, exit_with, parse_flags
+from dcgan_tf.config import setting
 from dcgan_tf.errors import DcganError, FlagError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +34,41 @@ def test_exit_code_passes_through():
     with pytest.raises(SystemExit) as e:
         exit_with(lambda argv: 130, ["prog"])
     assert e.value.code == 130
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Values absl cannot read: one line naming the flag, exit code 2
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    loss: str = setting("gan", "Loss.", choices=("gan", "hinge"))
+    option: int = setting(0, "Option.", choices=(0, 1, 2))
+    epoch: int = setting(25, "Epochs.")
+
+
+@pytest.mark.parametrize("command_line,message", [
+    (["--loss", "foo"], "--loss: must be one of gan, hinge, got 'foo'"),
+    (["--option=7"], "--option: must be one of 0, 1, 2, got '7'"),
+    (["--epoch=x"], "--epoch: invalid literal for int() with base 10: 'x'"),
+    (["--nonsense"], "Unknown command line flag 'nonsense'"),
+])
+def test_a_value_absl_cannot_read_is_one_line_naming_the_flag_and_exit_2(capsys, command_line, message):
+    values = flags.FlagValues()
+    define_flags(_Settings, flag_values=values)
+    with pytest.raises(SystemExit) as e:
+        parse_flags(["prog", *command_line], values)
+    assert (e.value.code, capsys.readouterr().err) == (2, f"error: {message}\n")
+
+
+def test_an_enum_of_whole_numbers_keeps_int_values_and_shows_its_choices():
+    values = flags.FlagValues()
+    define_flags(_Settings, flag_values=values)
+    assert parse_flags(["prog", "--option", "2", "word"], values) == ["prog", "word"]
+    assert values.option == 2 and values["option"].default == 0
+    assert values["option"].help.startswith("<0|1|2>: ") and values["loss"].help.startswith("<gan|hinge>: ")
+    xml = values["option"]._create_xml_dom_element(minidom.Document(), "prog").toxml()  # what --helpxml writes
+    assert "<enum_value>2</enum_value>" in xml
 
 
 # --------------------------------------------------------------------------------------------------------------
