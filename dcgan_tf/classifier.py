@@ -34,12 +34,13 @@ if __name__ == "__main__":  # run as a program: hide TensorFlow's start-up lines
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from dcgan_tf.atomic import atomic_path, write_json_atomic
-from dcgan_tf.config import LABELLED_DATASETS, MASKED_CLASSIFIER_SUFFIX
+from dcgan_tf.cli import define_flags, exit_with, flag_values, start
+from dcgan_tf.config import ClassifierConfig
 from dcgan_tf.datasets import load_idx
-from dcgan_tf.errors import DcganError, FlagError
+from dcgan_tf.errors import DcganError
 from dcgan_tf.masks import smooth_fill, training_mask
 from dcgan_tf.progress import track
 
@@ -348,54 +349,30 @@ def train_and_save(dataset: str, data_dir: str, *, epochs: int, batch_size: int,
     return scores
 
 
-def _validate_flags(dataset: str, epochs: int, batch_size: int, mask_augment: float) -> None:
-    if dataset not in LABELLED_DATASETS:
-        raise FlagError("dataset", f"must be one of {', '.join(LABELLED_DATASETS)}, got {dataset!r}")
-    for flag, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if value < 1:
-            raise FlagError(flag, f"must be >= 1, got {value}")
-    if not 0.0 <= mask_augment <= 1.0:
-        raise FlagError("mask_augment", f"is a fraction of the training images, in [0, 1], got {mask_augment}")
+def define_program_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """The program's flags, one per ClassifierConfig field. Only the program defines them, so importing this
+    module adds no flags to main.py's or complete.py's (which share some names)."""
+    define_flags(ClassifierConfig, flag_values=flag_values)
 
 
-def default_out(dataset: str, mask_augment: float) -> str:
-    """checkpoints/classifier_<dataset>, with the suffix _masked when trained with mask_augment."""
-    return os.path.join("checkpoints", f"classifier_{dataset}" + (MASKED_CLASSIFIER_SUFFIX if mask_augment else ""))
+def config_from_flags(values: flags.FlagValues = flags.FLAGS) -> ClassifierConfig:
+    """One validated ClassifierConfig from the flags."""
+    return ClassifierConfig(**flag_values(ClassifierConfig, flag_values=values)[0]).validate()
 
 
 def run(_argv: list[str]) -> int:
     """Trains and saves the classifier the flags describe."""
-    f = flags.FLAGS
-    out = f.classifier_out or default_out(f.dataset, f.mask_augment)
-    _validate_flags(f.dataset, f.epochs, f.batch_size, f.mask_augment)
-    train_and_save(f.dataset, f.data_dir, epochs=f.epochs, batch_size=f.batch_size, seed=f.seed, out=out,
-                   mask_augment=f.mask_augment)
+    cfg = config_from_flags()
+    train_and_save(cfg.dataset, cfg.data_dir, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+                   out=cfg.out, mask_augment=cfg.mask_augment)
     return 0
 
 
 def main(argv):
     """absl's main: `run`, with a user error (a leftover word too) as one line and exit code 2."""
-    from dcgan_tf.cli import exit_with
-
     exit_with(run, argv)
 
 
-def _define_flags() -> None:
-    """Defined only when run as a script, so importing this module adds no flags to other CLIs."""
-    flags.DEFINE_string("dataset", "fashion_mnist", f"Labelled idx dataset: {', '.join(LABELLED_DATASETS)}.")
-    flags.DEFINE_string("data_dir", "./data", "Folder holding <dataset>/ (or <data-set>/) with the idx files.")
-    flags.DEFINE_integer("epochs", 5, "Passes over the training set.")
-    flags.DEFINE_integer("batch_size", 128, "Images per training step.")
-    flags.DEFINE_integer("seed", 0, "Seeds weights, dropout and shuffling.")
-    flags.DEFINE_float("mask_augment", 0.0, "Fraction of training images shown with a random hole, smoothly "
-                       "filled: the classifier of complete.py's class prior (0.8 is a good value).")
-    flags.DEFINE_string("classifier_out", "", "Folder to save the classifier in (default: "
-                                              "checkpoints/classifier_<dataset>, plus _masked with --mask_augment).")
-
-
 if __name__ == "__main__":
-    from dcgan_tf.cli import use_short_log_lines
-
-    _define_flags()
-    use_short_log_lines()
-    app.run(main)
+    define_program_flags()
+    start(main, hide_logs=False)  # TensorFlow's lines were hidden before it loaded, above

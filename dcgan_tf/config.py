@@ -1,7 +1,12 @@
 """The resolved, validated settings of a run, and where its files live.
 
-`main.py` turns absl flags into one `TrainConfig`; the library never reads flags itself. Field names are the
-flag names, so an error about a field names the flag the user typed.
+`main.py` turns absl flags into one `TrainConfig` (and a `ModeConfig`), complete.py into a `CompleteConfig`,
+`python -m dcgan_tf.classifier` into a `ClassifierConfig` (`prepare.PrepareConfig` lives with its library
+function); the library never reads flags itself. Field names are the flag names, so an error about a field
+names the flag the user typed.
+
+This module is imported before TensorFlow loads (the programs hide its start-up lines first), so it imports
+no module that loads TensorFlow: a word list it takes from its domain comes from a light module (masks).
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ import os
 from typing import Any
 
 from dcgan_tf.errors import FlagError, check_choice, check_range, check_whole_numbers
+from dcgan_tf.masks import HALF_SIDES, MASK_TYPES
 
 LABELLED_DATASETS = ("mnist", "fashion_mnist")
 Z_DISTS = ("uniform_signed", "uniform_unsigned", "normal01")
 LOSSES = ("gan", "minimax", "lsgan", "hinge", "wgan-gp")
 ARCHS = ("dcgan", "mlp", "infogan")
-D_NORMS = ("auto", "batch", "layer", "none")
+D_NORMS = ("auto", "batch", "layer", "none")  # auto, then ops.D_NORMS (ops loads TensorFlow; tests/test_ops.py)
 NAN_POLICIES = ("stop", "skip_batch")
 IDX_SPLITS = ("all", "train")
 EVAL_FEATURES = ("auto", "classifier", "inception")
@@ -26,8 +32,6 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 
 INTERPOLATIONS = ("linear", "slerp")
 # complete.py
-MASK_TYPES = ("center", "random", "left", "half", "grid", "lowres", "full", "pattern", "file")
-HALF_SIDES = ("random", "top", "bottom", "left", "right")
 APPROACHES = ("momentum", "adam")  # optimisers of z
 BLENDS = ("poisson", "none")
 CLASS_SEARCHES = ("pilot", "all")  # label-free class choice of a conditional model (see completion.Completer)
@@ -46,8 +50,18 @@ VISUALIZE_OPTIONS = {
 
 def setting(default: Any, help_text: str, *, choices: Any = None) -> Any:
     """A config field that is also a command-line flag: its default, its help text and, for an enum flag, its
-    choices. `dcgan_tf.cli.define_flags` turns every such field into the absl flag of the same name."""
+    choices. `dcgan_tf.cli.define_flags` turns every such field into the absl flag of the same name; --help
+    shows an enum flag's choices before its help text, so the help text need not list them."""
     return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices})
+
+
+def check_choices(cfg: Any, names: Any = None) -> None:
+    """FlagError for the first field of the config `cfg` (of `names`, default all) outside its setting's choices:
+    the check of a config built in Python, whose values absl did not parse."""
+    for field in dataclasses.fields(cfg):
+        choices = field.metadata.get("choices")
+        if choices is not None and (names is None or field.name in names):
+            check_choice(field.name, getattr(cfg, field.name), tuple(choices))
 
 
 # Named recipes: flag values a preset sets unless the flag is given explicitly. "tuned" is the best recipe found
@@ -81,8 +95,8 @@ class TrainConfig:
     crop: bool = setting(False, "Centre-crop input_height x input_width before resizing.")
     flip: bool = setting(False, "Random horizontal flips of training images.")
     train_size: float = setting(math.inf, "Images per epoch at most.")
-    idx_split: str = setting("all", "mnist / fashion_mnist: all (train + test, as carpedm20) or train (keeps the test "
-                                    "split held out).", choices=IDX_SPLITS)
+    idx_split: str = setting("all", "mnist / fashion_mnist: all trains on train + test (as carpedm20), train keeps the "
+                                    "test split held out.", choices=IDX_SPLITS)
     # Model
     z_dim: int = setting(100, "Dimension of the latent z.")
     z_dist: str = setting("uniform_signed", "Distribution of z.", choices=Z_DISTS)
@@ -91,10 +105,9 @@ class TrainConfig:
     gfc_dim: int = setting(1024, "Generator fully connected units (conditional model).")
     dfc_dim: int = setting(1024, "Discriminator fully connected units (conditional model).")
     conditional: bool | None = setting(None, "Condition on labels; default: on for mnist and fashion_mnist.")
-    arch: str = setting("dcgan", "Networks: dcgan (carpedm20), mlp (fully connected) or infogan (InfoGAN-style 28x28 "
-                                 "convnets).", choices=ARCHS)
-    d_norm: str = setting("auto",
-        "D's normalisation: batch, layer or none; auto: layer for wgan-gp, else batch.", choices=D_NORMS)
+    arch: str = setting("dcgan", "Networks: dcgan is carpedm20's, mlp fully connected, infogan InfoGAN-style 28x28 "
+                                 "convnets.", choices=ARCHS)
+    d_norm: str = setting("auto", "D's normalisation layers; auto: layer for wgan-gp, else batch.", choices=D_NORMS)
     spectral_norm: bool = setting(False, "Spectrally normalise D's layers.")
     g_ema: float = setting(0.0, "Decay of an exponential moving average of G's weights, used for every output "
                                 "(samples, evaluation, export, completion); 0 = off, typical 0.999.")
@@ -108,16 +121,16 @@ class TrainConfig:
     beta1: float = setting(0.5, "Adam beta1.")
     g_steps: int = setting(2, "G updates per step, with the z of the step's last D update.")
     d_steps: int = setting(1, "D (critic) updates per step, each on its own real batch (e.g. 5 for wgan-gp).")
-    loss: str = setting("gan", "gan (non-saturating BCE), minimax (saturating), lsgan (least squares), hinge or "
-                               "wgan-gp.", choices=LOSSES)
+    loss: str = setting("gan", "GAN loss: gan is non-saturating BCE, minimax the saturating one, lsgan least squares.",
+                        choices=LOSSES)
     gp_weight: float = setting(10.0, "Weight of the WGAN-GP gradient penalty (--loss wgan-gp).")
     label_smoothing: float = setting(0.0, "One-sided smoothing: real targets ~ U(L, 1); 0 = off.")
     instance_noise: float = setting(0.0, "Gaussian noise on real images, stddev ~ U(0, S) per batch; 0 = off.")
     lr_decay_every: int = setting(0, "Multiply learning rates by --lr_decay every N epochs; 0 = off.")
     lr_decay: float = setting(1.0, "Step decay factor.")
     max_minutes: float = setting(0.0, "Stop with a checkpoint after this many minutes; 0 = no limit.")
-    nan_policy: str = setting("stop", "Non-finite loss: stop (keep the last good checkpoint) or skip_batch (skip the "
-                                      "update, count it).", choices=NAN_POLICIES)
+    nan_policy: str = setting("stop", "Non-finite loss: stop keeps the last good checkpoint; skip_batch skips the "
+                                      "update and counts it.", choices=NAN_POLICIES)
     preset: str = setting("none", "A named recipe that sets several flags (see flags.md); flags you give explicitly "
                                   "win.", choices=PRESETS)
     # Speed
@@ -127,14 +140,14 @@ class TrainConfig:
                                                  "resumed run keeps its precision.")
     jit_compile: bool | None = setting(None, "Compile the train step with XLA; default (auto): on with a GPU under "
                                              "--strategy default, off on CPU (slower there for transposed convs).")
-    strategy: str = setting("default", "default (one device), mirrored (every local GPU) or multi_worker (the machines "
-                                       "in TF_CONFIG).", choices=STRATEGIES)
+    strategy: str = setting("default", "Devices: default is one, mirrored every local GPU, multi_worker the machines "
+                                       "in TF_CONFIG.", choices=STRATEGIES)
     # Evaluation
     eval_freq: int = setting(0, "Measure FID/KID every N training steps (TensorBoard `fid`); 0 = off.")
     eval_samples: int = setting(1000, "Generated images per measurement during training.")
     num_eval_samples: int = setting(10000, "Generated images for --evaluate.")
-    eval_features: str = setting("auto",
-        "Feature extractor: classifier (28x28 labelled data), inception, or auto.", choices=EVAL_FEATURES)
+    eval_features: str = setting("auto", "Feature extractor: classifier for 28x28 labelled data, inception otherwise "
+                                         "(auto chooses).", choices=EVAL_FEATURES)
     fid_weights: str = setting("", "Local InceptionV3 (include_top=False) weights file for inception features.")
     classifier_dir: str = setting("", "Trained classifier folder; default checkpoints/classifier_<dataset>.")
     # Outputs
@@ -183,10 +196,7 @@ class TrainConfig:
         check_range("g_ema", self.g_ema, 0 <= self.g_ema < 1, "in [0, 1) (0 = off; typical 0.999)")
         check_range("gp_weight", self.gp_weight, self.gp_weight >= 0, ">= 0")
         check_range("max_minutes", self.max_minutes, self.max_minutes >= 0, ">= 0 (0 = no limit)")
-        for name, choices in (("z_dist", Z_DISTS), ("loss", LOSSES), ("idx_split", IDX_SPLITS), ("arch", ARCHS),
-                              ("d_norm", D_NORMS), ("preset", tuple(PRESETS)), ("nan_policy", NAN_POLICIES),
-                              ("eval_features", EVAL_FEATURES), ("strategy", STRATEGIES)):
-            check_choice(name, getattr(self, name), choices)
+        check_choices(self)
         if self.loss == "wgan-gp":
             if self.d_norm == "batch":
                 raise FlagError("d_norm", "is batch, which mixes samples and breaks the per-sample gradient penalty "
@@ -264,7 +274,7 @@ class ModeConfig:
     label: int | None = setting(None, "Class of generated images (conditional model); default: all classes.")
     visualize: bool = setting(False, "Write latent-space pictures of --option (without --train).")
     option: int = setting(0, "Visualization: 0 grid, 1 sweep PNGs, 2 random-dim GIFs, 3 per-dim GIFs, 4 merged "
-                             "GIF, 5 interpolation.")
+                             "GIF, 5 interpolation.", choices=tuple(VISUALIZE_OPTIONS))
     interpolation: str = setting("slerp", "Path between z pairs of --option 5.", choices=INTERPOLATIONS)
     sweep_steps: int | None = setting(None, "Values per sweep or interpolation; default: --batch_size.")
     export: bool = setting(False, "Export the generator as a TensorFlow SavedModel (without --train).")
@@ -276,8 +286,7 @@ class ModeConfig:
             return self
         check_range("generate_test_images", self.generate_test_images, self.generate_test_images >= 0,
                     ">= 0 (0 = off)")
-        check_choice("option", self.option, tuple(VISUALIZE_OPTIONS))
-        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        check_choices(self)
         if self.sweep_steps is not None:
             check_range("sweep_steps", self.sweep_steps, self.sweep_steps >= 2, ">= 2")
         for name, changed, mode in (("option", self.option != 0, "visualize"),
@@ -307,10 +316,10 @@ class CompleteConfig:
     imgs: tuple[str, ...] = setting((), "Images: comma-separated paths, globs or folders (positional paths work too).")
     out_dir: str = setting("completions", "Output folder: one sub-folder per image and summary.json.")
     # Masks
-    mask_type: str = setting("center", "center, random, left, half, grid, lowres, full, pattern or file.")
+    mask_type: str = setting("center", "Which pixels are missing (flags.md describes each type).", choices=MASK_TYPES)
     center_scale: float = setting(0.25, "center: missing [l:u] with l = int(S*scale), u = int(S*(1-scale)).")
     random_fraction: float = setting(0.8, "random: fraction of pixel positions missing.")
-    half_side: str = setting("random", "half: top, bottom, left, right, or random per image.")
+    half_side: str = setting("random", "half: the missing half; random draws one per image.", choices=HALF_SIDES)
     mask: str = setting("", "file: one mask PNG for every image (white = known), at the model's size.")
     mask_dir: str = setting("", "file: a folder of mask PNGs named like the images.")
     lowres_factor: int = setting(8, "lowres: compare images averaged over blocks of this size.")
@@ -318,7 +327,7 @@ class CompleteConfig:
     weighted_mask: bool = setting(True, "Weight known pixels by the missing fraction of their window.")
     window: int = setting(7, "Odd window size of --weighted_mask.")
     lam: float = setting(0.1, "Weight of the perceptual (adversarial) loss.")
-    approach: str = setting("momentum", "Optimiser of z: momentum or adam.")
+    approach: str = setting("momentum", "Optimiser of z.", choices=APPROACHES)
     lr: float = setting(0.01, "Learning rate of z.")
     momentum: float = setting(0.9, "momentum: the momentum.")
     beta1: float = setting(0.9, "adam: beta1.")
@@ -327,8 +336,9 @@ class CompleteConfig:
     n_iter: int = setting(1000, "Updates of z.")
     num_restarts: int = setting(1, "Starting points per image; the lowest final loss wins.")
     label: int | None = setting(None, "Conditional models: the class of every image; default: choose per image.")
-    class_search: str = setting("pilot", "Without --label: pilot (every class for --pilot_iter, then the --top_k "
-                                         "best in full) or all (every class in full, 10x the time).")
+    class_search: str = setting("pilot", "Without --label: pilot runs every class for --pilot_iter, then the --top_k "
+                                         "best in full; all runs every class in full (10x the time).",
+                                choices=CLASS_SEARCHES)
     pilot_iter: int = setting(0, "Iterations of the pilot of every class; 0 = n_iter // 10.")
     top_k: int = setting(1, "Classes completed in full after the pilot (1: the pilot decides).")
     classifier_dir: str = setting("", "Classifier of the class prior; default <checkpoints>/classifier_<dataset> "
@@ -338,7 +348,8 @@ class CompleteConfig:
     batch_size: int = setting(64, "Images optimised together.")
     seed: int = setting(0, "Seed of the masks and starting points.")
     # Outputs
-    blend: str = setting("poisson", "poisson (exact Poisson blending) or none (paste G(z) into the hole).")
+    blend: str = setting("poisson", "How G(z) fills the hole: poisson blends it exactly, none pastes it.",
+                         choices=BLENDS)
     out_interval: int = setting(0, "Snapshots and a progress GIF every N iterations; 0 = final only.")
     overwrite: bool = setting(False, "Redo images that are already completed in --out_dir.")
 
@@ -349,14 +360,10 @@ class CompleteConfig:
                                               "checkpoints/fashion_mnist_28x28) or a folder of runs")
         check_whole_numbers(self, ("n_iter", "batch_size", "num_restarts", "top_k"))
         check_whole_numbers(self, ("pilot_iter",), minimum=0)
-        check_choice("class_search", self.class_search, CLASS_SEARCHES)
+        check_choices(self)
         check_range("prior_weight", self.prior_weight, self.prior_weight >= 0, ">= 0")
         if self.classifier_dir not in ("", "none") and not os.path.isdir(self.classifier_dir):
             raise FlagError("classifier_dir", f"{self.classifier_dir} is not a folder (\"none\" turns the prior off)")
-        check_choice("mask_type", self.mask_type, MASK_TYPES)
-        check_choice("half_side", self.half_side, HALF_SIDES)
-        check_choice("approach", self.approach, APPROACHES)
-        check_choice("blend", self.blend, BLENDS)
         check_range("center_scale", self.center_scale, 0 < self.center_scale < 0.5, "in (0, 0.5)")
         check_range("random_fraction", self.random_fraction, 0 <= self.random_fraction < 1, "in [0, 1)")
         check_range("lam", self.lam, self.lam >= 0, ">= 0")
@@ -386,6 +393,35 @@ class CompleteConfig:
     def result_settings(self) -> dict:
         """The settings that determine a completion (stored in summary.json and checked on re-runs)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in OUTPUT_ONLY_FIELDS}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """Every setting of `python -m dcgan_tf.classifier`; each field is the flag of the same name (`setting`)."""
+
+    dataset: str = setting("fashion_mnist", "Labelled idx dataset.", choices=LABELLED_DATASETS)
+    data_dir: str = setting("./data", "Folder holding <dataset>/ (or <data-set>/) with the idx files.")
+    epochs: int = setting(5, "Passes over the training set.")
+    batch_size: int = setting(128, "Images per training step.")
+    seed: int = setting(0, "Seeds weights, dropout and shuffling.")
+    mask_augment: float = setting(0.0, "Fraction of training images shown with a random hole, smoothly filled: the "
+                                       "classifier of complete.py's class prior (0.8 is a good value).")
+    classifier_out: str = setting("", "Folder to save the classifier in (default: checkpoints/classifier_<dataset>, "
+                                      "plus _masked with --mask_augment).")
+
+    def validate(self) -> ClassifierConfig:
+        """Checks choices and ranges; raises FlagError naming the flag. Returns self."""
+        check_choices(self)
+        check_whole_numbers(self, ("epochs", "batch_size"))
+        check_range("mask_augment", self.mask_augment, 0.0 <= self.mask_augment <= 1.0,
+                    "a fraction of the training images, in [0, 1]")
+        return self
+
+    @property
+    def out(self) -> str:
+        """--classifier_out, or checkpoints/classifier_<dataset> (with the suffix _masked with --mask_augment)."""
+        suffix = MASKED_CLASSIFIER_SUFFIX if self.mask_augment else ""
+        return self.classifier_out or os.path.join("checkpoints", f"classifier_{self.dataset}{suffix}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dcgan_tf.config import HALF_SIDES
 from dcgan_tf.errors import DcganError
 
+# complete.py's --mask_type: every type make_mask draws, and `file` (mask PNGs, read_mask_file)
+MASK_TYPES = ("center", "random", "left", "half", "grid", "lowres", "full", "pattern", "file")
+HALF_SIDES = ("random", "top", "bottom", "left", "right")  # --half_side: random draws one of the others per image
 NO_HOLE_TYPES = ("full", "lowres")
 FILL_SIGMAS = (1.0, 2.0, 4.0, 8.0)  # smooth_fill: Gaussian widths tried in turn until a known pixel is in reach
 # training_mask: the hole types a classifier of masked images learns (the completion masks that have a hole)
@@ -73,7 +75,7 @@ def make_mask(mask_type: str, height: int, width: int, *, rng: np.random.Generat
     """One generated mask (every type but `file`).
 
     Args:
-      mask_type: one of config.MASK_TYPES except "file".
+      mask_type: one of MASK_TYPES except "file".
       height: image height.
       width: image width.
       rng: the image's own seeded generator (random, pattern, and half with half_side "random").

@@ -13,11 +13,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from dcgan_tf import config
-
 KERNEL_SIZE = 5
 STRIDE = 2
-D_NORMS = tuple(n for n in config.D_NORMS if n != "auto")  # "auto" is resolved by TrainConfig
+D_NORMS = ("batch", "layer", "none")  # the discriminator's normalisations (`normalization`)
 
 
 def _init():

@@ -5,10 +5,13 @@ import os
 
 import numpy as np
 import pytest
+from absl import flags
 from conftest import REPO_DATA
 from idx_files import write_idx
 
 from dcgan_tf import classifier as C
+from dcgan_tf.cli import parse_flags
+from dcgan_tf.config import ClassifierConfig
 from dcgan_tf.datasets import load_idx
 from dcgan_tf.errors import DcganError, FlagError
 
@@ -150,17 +153,43 @@ def test_train_and_save_on_self_made_files(tmp_path):
     C.load_classifier(out)
 
 
-def test_flag_validation_names_the_flag():
-    with pytest.raises(FlagError, match="--dataset"):
-        C._validate_flags("celebA", 1, 1, 0.0)
-    with pytest.raises(FlagError, match="--epochs"):
-        C._validate_flags("mnist", 0, 1, 0.0)
-    with pytest.raises(FlagError, match="--batch_size"):
-        C._validate_flags("mnist", 1, 0, 0.0)
-    with pytest.raises(FlagError, match="--mask_augment"):
-        C._validate_flags("mnist", 1, 1, 1.5)
-    assert C.default_out("mnist", 0.0) == os.path.join("checkpoints", "classifier_mnist")
-    assert C.default_out("mnist", 0.8) == os.path.join("checkpoints", "classifier_mnist_masked")
+def program_flags() -> flags.FlagValues:
+    """The classifier program's flags, on their own FlagValues (the global one may hold main.py's)."""
+    values = flags.FlagValues()
+    C.define_program_flags(values)
+    return values
+
+
+@pytest.mark.parametrize("field,value", [("dataset", "celebA"), ("epochs", 0), ("batch_size", 0),
+                                         ("mask_augment", 1.5)])
+def test_flag_validation_names_the_flag(field, value):
+    with pytest.raises(FlagError, match=f"^--{field}: "):
+        ClassifierConfig(**{field: value}).validate()
+
+
+def test_a_dataset_outside_the_choices_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_flags(["classifier", "--epochs=1", "--dataset", "celebA"], program_flags())
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "error: --dataset: must be one of mnist, fashion_mnist, got 'celebA'\n"
+
+
+def config_for(*argv: str) -> ClassifierConfig:
+    values = program_flags()
+    values(["classifier", *argv])
+    return C.config_from_flags(values)
+
+
+def test_the_flags_keep_their_defaults_and_the_output_folder_follows_them():
+    cfg = config_for()
+    assert (cfg.dataset, cfg.data_dir, cfg.epochs, cfg.batch_size, cfg.seed, cfg.mask_augment) == (
+        "fashion_mnist", "./data", 5, 128, 0, 0.0)
+    assert cfg.out == os.path.join("checkpoints", "classifier_fashion_mnist")
+    assert config_for("--dataset=mnist", "--mask_augment=0.8").out == os.path.join("checkpoints",
+                                                                                  "classifier_mnist_masked")
+    assert config_for("--classifier_out=elsewhere", "--mask_augment=0.8").out == "elsewhere"
+    with pytest.raises(FlagError, match="^--epochs: "):
+        config_for("--epochs=0")
 
 
 def test_mask_some_masks_about_the_fraction_and_fills_the_holes():

@@ -1,17 +1,25 @@
-"""TrainConfig defaults, validation by flag name, run paths and the saved-run check."""
+"""The configs: TrainConfig defaults, validation by flag name (choices too), run paths and the saved-run check."""
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
+from dcgan_tf import masks
 from dcgan_tf.atomic import write_json_atomic
 from dcgan_tf.config import (
     PRESETS,
+    ClassifierConfig,
+    CompleteConfig,
+    ModeConfig,
     RunPaths,
     TrainConfig,
     apply_preset,
     check_against_saved,
+    check_choices,
     read_saved_flags,
 )
 from dcgan_tf.errors import FlagError
@@ -107,3 +115,39 @@ def test_every_option_but_jit_compile_is_accepted_under_a_strategy():
         TrainConfig(strategy=strategy).validate()  # --jit_compile auto is off under a strategy
         with pytest.raises(FlagError, match=f"^--jit_compile: XLA cannot compile the step of --strategy {strategy}"):
             TrainConfig(strategy=strategy, jit_compile=True).validate()
+
+
+@pytest.mark.parametrize("config_cls,field,value", [
+    (CompleteConfig, "mask_type", "square"), (CompleteConfig, "half_side", "middle"),
+    (CompleteConfig, "approach", "sgd"), (CompleteConfig, "class_search", "best"), (CompleteConfig, "blend", "alpha"),
+    (ModeConfig, "option", 6), (ModeConfig, "interpolation", "cubic"), (ClassifierConfig, "dataset", "celebA"),
+])
+def test_a_value_outside_a_settings_choices_names_the_flag_and_its_choices(config_cls, field, value):
+    choices = config_cls.__dataclass_fields__[field].metadata["choices"]
+    assert len(choices) >= 2
+    with pytest.raises(FlagError) as e:
+        config_cls(**{field: value}).validate()
+    assert str(e.value) == f"--{field}: must be one of {', '.join(map(str, choices))}, got {value!r}"
+
+
+def test_the_completion_word_lists_come_from_their_domain_modules():
+    fields = CompleteConfig.__dataclass_fields__
+    assert fields["mask_type"].metadata["choices"] is masks.MASK_TYPES
+    assert fields["half_side"].metadata["choices"] is masks.HALF_SIDES
+    for field in ("mask_type", "half_side", "approach", "class_search", "blend"):  # the flag shows them
+        assert not any(f"{c}," in fields[field].metadata["help"] for c in fields[field].metadata["choices"])
+
+
+def test_check_choices_checks_only_the_fields_named():
+    cfg = CompleteConfig(blend="alpha")
+    check_choices(cfg, names=("mask_type",))
+    with pytest.raises(FlagError, match="^--blend: "):
+        check_choices(cfg)
+
+
+def test_importing_the_configs_loads_no_tensorflow():
+    """The programs make their flags from these configs before they hide TensorFlow's start-up lines."""
+    code = "import sys, dcgan_tf.config; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+    assert out.stdout.strip() == "[]"

@@ -6,7 +6,17 @@ import pytest
 import tensorflow as tf
 from test_train_step import skip_without_bf16
 
-from dcgan_tf.ops import FusedBatchNorm, batch_norm, conv2d, conv_out_size_same, deconv2d, linear
+from dcgan_tf import config
+from dcgan_tf.ops import (
+    D_NORMS,
+    FusedBatchNorm,
+    batch_norm,
+    conv2d,
+    conv_out_size_same,
+    deconv2d,
+    linear,
+    normalization,
+)
 
 
 @pytest.mark.parametrize("size,want", [(64, 32), (28, 14), (7, 4), (1, 1)])
@@ -117,3 +127,11 @@ def test_checkpoints_written_with_keras_batch_norm_restore_into_fused(monkeypatc
     for a, b in zip(old.variables, new.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_allclose(new(z, training=False).numpy(), old(z, training=False).numpy(), atol=1e-6)
+
+
+def test_d_norm_words_are_auto_then_the_normalisations_ops_builds():
+    assert config.D_NORMS == ("auto", *D_NORMS)  # config cannot import ops (TensorFlow loads after the flags)
+    for kind in D_NORMS:
+        assert isinstance(normalization(kind), keras.layers.Layer)
+    with pytest.raises(ValueError, match="unknown d_norm 'auto'"):
+        normalization("auto")
