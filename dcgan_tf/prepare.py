@@ -37,13 +37,14 @@ from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image, ImageOps
 
 from dcgan_tf.atomic import write_json_atomic, write_text_atomic
-from dcgan_tf.cli import exit_with, use_short_log_lines
+from dcgan_tf.cli import define_flags, exit_with, flag_values, start
+from dcgan_tf.config import check_choices, setting
 from dcgan_tf.decode import RESAMPLE, list_image_files, skip_reason, to_l_or_rgb
-from dcgan_tf.errors import DcganError, FlagError, check_choice, check_range
+from dcgan_tf.errors import DcganError, FlagError, check_range
 from dcgan_tf.images import save_pil_atomic
 from dcgan_tf.progress import ProgressBar
 
@@ -67,17 +68,18 @@ Detector = Callable[[np.ndarray], list[tuple[int, int, int, int]]]
 
 @dataclasses.dataclass(frozen=True)
 class PrepareConfig:
-    """The settings of one `prepare_folder` run; field names are flag names."""
+    """The settings of one `prepare_folder` run; each field is the flag of the same name (`config.setting`)."""
 
-    input: str  # folder of source images (sub-folders too); only read
-    output: str  # folder of crops, manifest.csv and prepare.json; must lie outside --input
-    size: int = 64  # crops are size x size
-    detector: str = "face"  # face, catface (OpenCV Haar cascades) or none (largest centred square)
-    expand: float = 1.0  # scale of the detected box about its centre (2.0 doubles its side)
-    min_size: int = 0  # detections (or centre squares) with a side below this many pixels are dropped
-    input_fname_pattern: str = DEFAULT_PATTERN  # comma-separated shell patterns on file names
-    format: str = "png"  # png or jpg
-    grayscale: bool = False  # write "L" crops; otherwise RGB (grayscale sources are converted to RGB)
+    input: str | None = setting(None, "Folder of source images (sub-folders too); never modified.")
+    output: str | None = setting(None, "Folder for the crops, manifest.csv and prepare.json (outside --input).")
+    size: int = setting(64, "Side of the square crops in pixels.")
+    detector: str = setting("face", "Faces found by OpenCV's Haar cascades (face, catface), or none: the largest "
+                                    "centred square.", choices=DETECTORS)
+    expand: float = setting(1.0, "Scale of each detected box about its centre (2.0 doubles its side).")
+    min_size: int = setting(0, "Drop detections (or centre squares) smaller than this many pixels.")
+    input_fname_pattern: str = setting(DEFAULT_PATTERN, "Comma-separated patterns of image file names.")
+    format: str = setting("png", "Output format.", choices=tuple(FORMATS))
+    grayscale: bool = setting(False, "Write grayscale (L) crops; by default RGB.")
 
     def validate(self) -> PrepareConfig:
         """Returns self; raises FlagError naming the first bad flag."""
@@ -85,11 +87,10 @@ class PrepareConfig:
             if not getattr(self, flag):
                 raise FlagError(flag, "is required: the folder to read from (--input) or write to (--output)")
         check_range("size", self.size, self.size >= 1, ">= 1")
-        check_choice("detector", self.detector, DETECTORS)
+        check_choices(self)
         if not (self.expand > 0 and math.isfinite(self.expand)):
             raise FlagError("expand", f"must be > 0 (1.0 keeps the detected box, 2.0 doubles it), got {self.expand}")
         check_range("min_size", self.min_size, self.min_size >= 0, ">= 0")
-        check_choice("format", self.format, FORMATS)
         if not _patterns(self.input_fname_pattern):
             raise FlagError("input_fname_pattern", "is empty; e.g. '*.jpg,*.png'")
         return self
@@ -476,10 +477,15 @@ def _check_settings(cfg: PrepareConfig) -> None:
 # Command line
 
 
-def config_from_flags() -> PrepareConfig:
+def define_program_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """The program's flags, one per PrepareConfig field. Only the program defines them, so importing this module
+    adds no flags to main.py's (which share a name)."""
+    define_flags(PrepareConfig, flag_values=flag_values)
+
+
+def config_from_flags(values: flags.FlagValues = flags.FLAGS) -> PrepareConfig:
     """One validated PrepareConfig from the flags."""
-    f = flags.FLAGS
-    return PrepareConfig(**{name: f[name].value for name in PrepareConfig.__dataclass_fields__}).validate()
+    return PrepareConfig(**flag_values(PrepareConfig, flag_values=values)[0]).validate()
 
 
 def run(_argv: list[str]) -> int:
@@ -491,26 +497,10 @@ def run(_argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The console entry point: defines the flags, parses `argv` (default sys.argv) and runs."""
-    _define_flags()
-    use_short_log_lines()
-    app.run(lambda args: exit_with(run, args, command_line=argv), argv=argv)  # a leftover word is an error
-
-
-def _define_flags() -> None:
-    """Defined only when run as a program, so importing this module adds no flags to other CLIs."""
-    if "detector" in flags.FLAGS:
-        return
-    flags.DEFINE_string("input", None, "Folder of source images (sub-folders too); never modified.")
-    flags.DEFINE_string("output", None, "Folder for the crops, manifest.csv and prepare.json (outside --input).")
-    flags.DEFINE_integer("size", 64, "Side of the square crops in pixels.")
-    flags.DEFINE_enum("detector", "face", list(DETECTORS), "face / catface: OpenCV Haar cascades; none: the "
-                                                           "largest centred square.")
-    flags.DEFINE_float("expand", 1.0, "Scale of each detected box about its centre (2.0 doubles its side).")
-    flags.DEFINE_integer("min_size", 0, "Drop detections (or centre squares) smaller than this many pixels.")
-    flags.DEFINE_string("input_fname_pattern", DEFAULT_PATTERN, "Comma-separated patterns of image file names.")
-    flags.DEFINE_enum("format", "png", list(FORMATS), "Output format.")
-    flags.DEFINE_bool("grayscale", False, "Write grayscale (L) crops; by default RGB.")
+    """The program (and the console script dcgan-prepare): makes the flags, parses `argv` (default sys.argv) and
+    runs; a user error (a leftover word too) is one line and exit code 2."""
+    define_program_flags()
+    start(lambda words: exit_with(run, words, command_line=argv), argv, hide_logs=False)  # no TensorFlow here
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ import types
 
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image, ImageDraw, ImageFilter
 
 from dcgan_tf import prepare
+from dcgan_tf.cli import parse_flags
 from dcgan_tf.errors import FlagError
 from dcgan_tf.prepare import PrepareConfig, centre_square, expand_box, prepare_folder
 
@@ -344,6 +346,33 @@ def test_cli_error_is_one_line_exit_2(raw):
     done = _cli("--input", str(raw), "--output", str(raw / "out"), "--detector", "none")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: --output: ")
+
+
+def _program_flags() -> flags.FlagValues:
+    """The program's flags, on their own FlagValues (the global one may hold main.py's --input_fname_pattern)."""
+    values = flags.FlagValues()
+    prepare.define_program_flags(values)
+    return values
+
+
+@pytest.mark.parametrize("flag,value", [("detector", "dog"), ("format", "gif")])
+def test_a_value_outside_the_choices_is_one_line_and_exit_2(capsys, flag, value):
+    with pytest.raises(SystemExit) as e:
+        parse_flags(["prepare", "--input=raw", "--output=out", f"--{flag}", value], _program_flags())
+    assert e.value.code == 2
+    choices = {"detector": "face, catface, none", "format": "png, jpg"}[flag]
+    assert capsys.readouterr().err == f"error: --{flag}: must be one of {choices}, got {value!r}\n"
+
+
+def test_the_flags_keep_their_defaults_and_validate_as_the_library():
+    values = _program_flags()
+    values(["prepare", "--input=raw", "--output=out"])
+    assert prepare.config_from_flags(values) == PrepareConfig("raw", "out")
+    assert PrepareConfig("raw", "out").size == 64 and PrepareConfig("raw", "out").detector == "face"
+    values = _program_flags()
+    values(["prepare", "--output=out"])
+    with pytest.raises(FlagError, match="^--input: is required"):
+        prepare.config_from_flags(values)
 
 
 # ----------------------------------------------------------------------------------------------------------
