@@ -295,12 +295,11 @@ def create_models(*, output_height: int, output_width: int, c_dim: int, z_dim: i
 
 
 def models_from_config(cfg, c_dim: int, y_dim: int, dtype_policy: str | None = None):
-    """create_models with the sizes and options of a TrainConfig (or anything with the same fields)."""
+    """create_models with the sizes and options of a TrainConfig."""
     return create_models(output_height=cfg.output_height, output_width=cfg.output_width, c_dim=c_dim,
                          z_dim=cfg.z_dim, y_dim=y_dim, gf_dim=cfg.gf_dim, df_dim=cfg.df_dim,
-                         gfc_dim=cfg.gfc_dim, dfc_dim=cfg.dfc_dim, arch=getattr(cfg, "arch", "dcgan"),
-                         d_norm=getattr(cfg, "d_norm", "batch"), spectral_norm=getattr(cfg, "spectral_norm", False),
-                         dtype_policy=dtype_policy)
+                         gfc_dim=cfg.gfc_dim, dfc_dim=cfg.dfc_dim, arch=cfg.arch, d_norm=cfg.d_norm,
+                         spectral_norm=cfg.spectral_norm, dtype_policy=dtype_policy)
 
 
 def mixed_precision_policy() -> str:

@@ -1,6 +1,6 @@
 """Shapes, initialisation and batch-size freedom of the networks (dcgan, mlp, infogan), D's options, checkpoints."""
 
-import types
+import dataclasses
 
 import keras
 import numpy as np
@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from test_train_step import skip_without_bf16
 
+from dcgan_tf.config import TrainConfig
 from dcgan_tf.model import (
     ConditionalGenerator,
     Generator,
@@ -141,13 +142,15 @@ def test_unknown_arch_and_d_norm_are_rejected():
 
 
 def test_models_from_config_passes_the_options_and_defaults_to_dcgan():
-    sizes = dict(output_height=16, output_width=16, z_dim=8, gf_dim=2, df_dim=2, gfc_dim=8, dfc_dim=8)
-    G, D = models_from_config(types.SimpleNamespace(**sizes, arch="infogan", d_norm="none", spectral_norm=True), 1, 0)
+    tiny = dataclasses.replace(TrainConfig(), output_height=16, output_width=16, z_dim=8, gf_dim=2, df_dim=2,
+                               gfc_dim=8, dfc_dim=8)
+    G, D = models_from_config(dataclasses.replace(tiny, arch="infogan", d_norm="none", spectral_norm=True), 1, 0)
     assert isinstance(G, InfoGanGenerator) and any("sn_u" in v.path for v in D.weights)
-    _, D = models_from_config(types.SimpleNamespace(**sizes, arch="dcgan", d_norm="layer", spectral_norm=False), 1, 0)
+    _, D = models_from_config(dataclasses.replace(tiny, d_norm="layer"), 1, 0)
     assert sum(isinstance(layer, keras.layers.LayerNormalization) for layer in D.layers) == 3
-    G, D = models_from_config(types.SimpleNamespace(**sizes), 1, 0)  # a config from before these options
+    G, D = models_from_config(tiny, 1, 0)  # the default options: dcgan, batch norm, no spectral norm
     assert isinstance(G, Generator) and not any("sn_u" in v.path for v in D.weights)
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in D.layers) == 3
 
 
 @pytest.mark.parametrize("y_dim", [0, 10])
