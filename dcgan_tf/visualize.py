@@ -104,12 +104,6 @@ def sweep(base: np.ndarray, dim: int, values: np.ndarray) -> np.ndarray:
     return z
 
 
-def rows_grid(rows: np.ndarray) -> np.ndarray:
-    """uint8 grid of images [K, S, H, W, C]: one row per class when K > 1, else the S images squarely."""
-    k, s = rows.shape[:2]
-    return make_grid(rows.reshape((k * s,) + rows.shape[2:]), cols=s if k > 1 else None)
-
-
 def rows_frames(rows: np.ndarray, order: Sequence[int]) -> list[np.ndarray]:
     """GIF frames: frame t shows column t of images [K, S, H, W, C] (K images side by side)."""
     return [make_grid(rows[:, t], cols=rows.shape[0]) for t in order]
