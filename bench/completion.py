@@ -37,9 +37,10 @@ sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installin
 from dcgan_tf.blend import blend_images  # noqa: E402
 from dcgan_tf.class_prior import find_classifier, load_classify, weighted_known_pixels_prior  # noqa: E402
 from dcgan_tf.classifier import load_classifier, predict_logits  # noqa: E402
-from dcgan_tf.completion import Completer, psnr, ssim  # noqa: E402
+from dcgan_tf.completion import Completer  # noqa: E402
 from dcgan_tf.datasets import load_idx  # noqa: E402
 from dcgan_tf.masks import make_mask  # noqa: E402
+from dcgan_tf.metrics import psnr, ssim  # noqa: E402
 from dcgan_tf.runs import load_run  # noqa: E402
 
 MASKS = (("center", {}), ("random", {"random_fraction": 0.8}))

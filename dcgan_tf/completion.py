@@ -25,15 +25,14 @@ import tensorflow as tf
 from dcgan_tf.blend import blend_images, paste
 from dcgan_tf.class_prior import log_softmax, weighted_known_pixels_prior
 from dcgan_tf.config import APPROACHES, CLASS_SEARCHES, DEFAULT_PRIOR_WEIGHT
-from dcgan_tf.images import as_written
 from dcgan_tf.latent import sample_z, z_range
 from dcgan_tf.losses import generator_loss
-from dcgan_tf.masks import gaussian_blur, lowres_view
+from dcgan_tf.masks import lowres_view
+from dcgan_tf.metrics import hole_scores
 from dcgan_tf.model import apply_discriminator, apply_generator
 
 LOSS_NAMES = ("contextual", "perceptual", "total")
 PROGRESS_EVERY = 10  # iterations between progress callbacks (each one waits for the device)
-MAX_PSNR = 100.0  # dB reported for a perfect match
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -555,66 +554,3 @@ def image_seeds(seed: int, keys: Sequence[int]) -> list[int]:
       True
     """
     return [int(np.random.SeedSequence([int(seed), int(key)]).generate_state(1)[0]) for key in keys]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Scoring a completion against the original pixels.
-
-def psnr(original, completed, region) -> float:
-    """PSNR in dB over the pixels where region > 0 (all channels), images in [-1, 1] read as [0, 1].
-
-    Capped at MAX_PSNR for a perfect match; NaN when the region is empty.
-    """
-    weight = np.broadcast_to(np.asarray(region, np.float64) > 0, np.shape(original))
-    if not weight.any():
-        return float("nan")
-    err = (np.asarray(completed, np.float64) - np.asarray(original, np.float64)) / 2.0
-    mse = float(np.sum(err ** 2 * weight) / np.sum(weight))
-    return MAX_PSNR if mse <= 10 ** (-MAX_PSNR / 10) else float(10 * np.log10(1.0 / mse))
-
-
-def ssim_map(original, completed, *, filter_size: int = 11, sigma: float = 1.5, k1: float = 0.01,
-             k2: float = 0.03) -> np.ndarray:
-    """Per-pixel, per-channel SSIM (Wang et al. 2004) of two [H, W, C] images in [-1, 1] (read as [0, 1]).
-
-    Local statistics use an 11x11 Gaussian window (sigma 1.5) renormalised at the border, so the map has the
-    image's size; away from the border it equals the map that tf.image.ssim averages.
-
-    Returns:
-      float64 [H, W, C].
-    """
-    a = (np.asarray(original, np.float64) + 1.0) / 2.0
-    b = (np.asarray(completed, np.float64) + 1.0) / 2.0
-    blur = lambda x: gaussian_blur(x, sigma, filter_size // 2)
-    norm = blur(np.ones_like(a))
-    mean = lambda x: blur(x) / norm
-    mu_a, mu_b = mean(a), mean(b)
-    var_a, var_b = mean(a * a) - mu_a ** 2, mean(b * b) - mu_b ** 2
-    cov = mean(a * b) - mu_a * mu_b
-    c1, c2 = k1 ** 2, k2 ** 2
-    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-
-
-def hole_scores(originals, completed, hole) -> tuple[np.ndarray, np.ndarray]:
-    """PSNR and SSIM [N] of each completion over its hole, as the 8-bit image it is written as holds it.
-
-    Args:
-      originals: [N, H, W, C] in [-1, 1], or None (then both are NaN).
-      completed: [N, H, W, C] in [-1, 1].
-      hole: [N, H, W, 1], > 0 where the completion took G(z).
-    """
-    n = len(completed)
-    if originals is None:
-        return np.full(n, np.nan), np.full(n, np.nan)
-    written = as_written(completed)
-    originals = np.asarray(originals, np.float32)
-    return (np.array([psnr(o, c, h) for o, c, h in zip(originals, written, hole)]),
-            np.array([ssim(o, c, h) for o, c, h in zip(originals, written, hole)]))
-
-
-def ssim(original, completed, region) -> float:
-    """The SSIM map averaged over the pixels where region > 0 (all channels); NaN for an empty region."""
-    weight = np.broadcast_to(np.asarray(region) > 0, np.shape(original))
-    if not weight.any():
-        return float("nan")
-    return float(ssim_map(original, completed)[weight].mean())

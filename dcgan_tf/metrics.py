@@ -1,4 +1,5 @@
-"""Sample-quality metrics: Frechet distance (FID), kernel inception distance (KID) and feature extractors.
+"""Quality metrics: Frechet distance (FID), kernel inception distance (KID) and feature extractors for samples;
+PSNR and SSIM over the hole for completions.
 
 The maths is plain NumPy in float64 and never imports SciPy: the matrix square root in the Frechet distance is
 taken through a symmetric eigendecomposition, which stays finite for the rank-deficient covariances that small
@@ -12,6 +13,9 @@ sample sets give. Features come from a `FeatureExtractor`:
 Real-data statistics are cached on disk under a hash of everything that determines them
 (`real_statistics_cached`), so they are computed once per dataset, extractor and options; `arrays_cached` does the
 same for any named arrays, such as the subsample of real features that KID needs.
+
+A completion is scored against the original pixels of its hole (`hole_scores`: `psnr` and `ssim`, the SSIM map of
+Wang et al. 2004 averaged over the hole), on the 8-bit image it is written as.
 
 Example:
     extractor = ClassifierFeatures(load_classifier("checkpoints/classifier_fashion_mnist"))
@@ -37,6 +41,8 @@ import tensorflow as tf
 
 from dcgan_tf.atomic import atomic_path
 from dcgan_tf.errors import FlagError
+from dcgan_tf.images import as_written
+from dcgan_tf.masks import gaussian_blur
 
 # --------------------------------------------------------------------------------------------------------------
 # Frechet distance
@@ -313,11 +319,6 @@ def cache_path(cache_dir: str, key: str | Mapping[str, Any], prefix: str = "stat
     return os.path.join(cache_dir, f"{prefix}-{hashlib.sha256(key_json.encode()).hexdigest()[:20]}.npz")
 
 
-def statistics_cache_path(cache_dir: str, key: str | Mapping[str, Any]) -> str:
-    """The .npz file that holds the statistics for key (a string or a JSON-able mapping of options)."""
-    return cache_path(cache_dir, key, "stats")
-
-
 def _key_json(key: str | Mapping[str, Any]) -> str:
     return json.dumps(key if isinstance(key, str) else dict(key), sort_keys=True, default=str)
 
@@ -387,3 +388,97 @@ def real_statistics_cached(cache_dir: str, key: str | Mapping[str, Any],
 
     arrays = arrays_cached(cache_dir, key, compute, prefix="stats")
     return arrays["mu"], arrays["sigma"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Completion scores against the original pixels
+
+MAX_PSNR = 100.0  # dB reported for a perfect match
+
+
+def _scored_pixels(original, region) -> np.ndarray | None:
+    """region > 0 broadcast over original's [H, W, C] (all channels), or None for an empty region."""
+    weight = np.broadcast_to(np.asarray(region) > 0, np.shape(original))
+    return weight if weight.any() else None
+
+
+def psnr(original, completed, region) -> float:
+    """PSNR in dB over the pixels where region > 0 (all channels), images in [-1, 1] read as [0, 1].
+
+    Args:
+      original, completed: [H, W, C] in [-1, 1].
+      region: [H, W, 1] (or broadcastable), > 0 at the pixels scored.
+
+    Returns:
+      the PSNR, capped at MAX_PSNR for a perfect match; NaN when the region is empty.
+    """
+    weight = _scored_pixels(original, region)
+    if weight is None:
+        return float("nan")
+    err = (np.asarray(completed, np.float64) - np.asarray(original, np.float64)) / 2.0
+    mse = float(np.sum(err ** 2 * weight) / np.sum(weight))
+    return MAX_PSNR if mse <= 10 ** (-MAX_PSNR / 10) else float(10 * np.log10(1.0 / mse))
+
+
+def ssim_map(original, completed, *, filter_size: int = 11, sigma: float = 1.5, k1: float = 0.01,
+             k2: float = 0.03) -> np.ndarray:
+    """Per-pixel, per-channel SSIM (Wang et al. 2004) of two images in [-1, 1] (read as [0, 1]).
+
+    Local statistics use an 11x11 Gaussian window (sigma 1.5) renormalised at the border, so the map has the
+    image's size; away from the border it equals the map that tf.image.ssim averages.
+
+    Args:
+      original, completed: [H, W, C] in [-1, 1].
+      filter_size: the Gaussian window's side.
+      sigma: the Gaussian's standard deviation in pixels.
+      k1, k2: SSIM's stabilising constants (relative to the [0, 1] range).
+
+    Returns:
+      float64 [H, W, C].
+    """
+    a = (np.asarray(original, np.float64) + 1.0) / 2.0
+    b = (np.asarray(completed, np.float64) + 1.0) / 2.0
+    blur = lambda x: gaussian_blur(x, sigma, filter_size // 2)
+    norm = blur(np.ones_like(a))
+    mean = lambda x: blur(x) / norm
+    mu_a, mu_b = mean(a), mean(b)
+    var_a, var_b = mean(a * a) - mu_a ** 2, mean(b * b) - mu_b ** 2
+    cov = mean(a * b) - mu_a * mu_b
+    c1, c2 = k1 ** 2, k2 ** 2
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+
+
+def ssim(original, completed, region) -> float:
+    """The SSIM map averaged over the pixels where region > 0 (all channels).
+
+    Args:
+      original, completed: [H, W, C] in [-1, 1].
+      region: [H, W, 1] (or broadcastable), > 0 at the pixels scored.
+
+    Returns:
+      the mean of ssim_map over the region; NaN for an empty region.
+    """
+    weight = _scored_pixels(original, region)
+    if weight is None:
+        return float("nan")
+    return float(ssim_map(original, completed)[weight].mean())
+
+
+def hole_scores(originals, completed, hole) -> tuple[np.ndarray, np.ndarray]:
+    """PSNR and SSIM of each completion over its hole, as the 8-bit image it is written as holds it.
+
+    Args:
+      originals: [N, H, W, C] in [-1, 1], or None (then both are NaN).
+      completed: [N, H, W, C] in [-1, 1].
+      hole: [N, H, W, 1], > 0 where the completion took G(z).
+
+    Returns:
+      (psnr [N], ssim [N]) as float64.
+    """
+    n = len(completed)
+    if originals is None:
+        return np.full(n, np.nan), np.full(n, np.nan)
+    written = as_written(completed)
+    originals = np.asarray(originals, np.float32)
+    return (np.array([psnr(o, c, h) for o, c, h in zip(originals, written, hole)]),
+            np.array([ssim(o, c, h) for o, c, h in zip(originals, written, hole)]))

@@ -13,10 +13,10 @@ from PIL import Image
 from run_factory import make_run
 
 from dcgan_tf.complete_cli import output_names, resolve_image_paths, run_completion
-from dcgan_tf.completion import psnr, ssim
 from dcgan_tf.config import CompleteConfig
 from dcgan_tf.decode import load_image
 from dcgan_tf.errors import DcganError, FlagError
+from dcgan_tf.metrics import psnr, ssim
 from dcgan_tf.runs import find_run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

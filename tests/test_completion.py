@@ -1,4 +1,4 @@
-"""Tests of dcgan_tf.completion: loss weighting, the update rules, projection, per-image independence, scores.
+"""Tests of dcgan_tf.completion: loss weighting, the update rules, projection, per-image independence, class search.
 
 A toy linear generator (G(z) = tanh(Wz)) makes convergence checkable; a tiny saved DCGAN from make_run checks
 the plumbing with batch norm, padding and conditional labels.
@@ -26,12 +26,10 @@ from dcgan_tf.completion import (
     contextual_loss,
     momentum_update,
     perceptual_loss,
-    psnr,
-    ssim,
-    ssim_map,
 )
 from dcgan_tf.losses import generator_loss
 from dcgan_tf.masks import block_mean, make_mask, upsample_blocks
+from dcgan_tf.metrics import psnr
 from dcgan_tf.runs import load_run
 
 SIZE, Z_DIM = 8, 8
@@ -400,27 +398,6 @@ def test_one_full_run_takes_the_runner_up_from_the_pilot(conditional_dcgan):
     assert (given.runner_up == -1).all() and np.isnan(given.runner_up_losses["total"]).all()
     with pytest.raises(ValueError, match="class_search"):
         completer(images, masks, None, n_iter=3, class_search="best")
-
-
-# Scores -------------------------------------------------------------------------------------------------
-
-def test_psnr_over_the_hole():
-    a = np.zeros((4, 4, 1), np.float32)
-    b = a.copy()
-    b[0, 0] = 0.2  # error 0.1 on the [0, 1] scale at one of the two hole pixels
-    hole = np.zeros((4, 4, 1))
-    hole[0, :2] = 1
-    assert psnr(a, b, hole) == pytest.approx(10 * np.log10(1 / (0.01 / 2)))
-    assert psnr(a, a, hole) == 100.0 and np.isnan(psnr(a, b, np.zeros_like(hole)))
-
-
-def test_ssim_map_matches_tf_image_ssim_away_from_the_border():
-    a, b = random_images(1, seed=3)[0], random_images(1, seed=4)[0]
-    a = np.repeat(np.repeat(a, 2, axis=0), 2, axis=1)  # 16x16
-    b = 0.5 * a + 0.5 * np.repeat(np.repeat(b, 2, axis=0), 2, axis=1)
-    expected = tf.image.ssim((a + 1) / 2, (b + 1) / 2, max_val=1.0, filter_size=11, filter_sigma=1.5).numpy()
-    assert ssim_map(a, b)[5:-5, 5:-5].mean() == pytest.approx(expected, abs=1e-5)
-    assert ssim(a, a, np.ones((16, 16, 1))) == pytest.approx(1.0)
 
 
 # The benchmark's judges ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Tests for dcgan_tf.metrics: Frechet distance, KID, feature extractors and the statistics cache."""
+"""Tests for dcgan_tf.metrics: Frechet distance, KID, feature extractors, the statistics cache and the
+completion scores (PSNR, SSIM over a hole)."""
 
 import os
 
@@ -213,7 +214,7 @@ def test_real_statistics_are_computed_once(tmp_path):
 
 def test_damaged_cache_file_is_recomputed(tmp_path):
     compute = lambda: (np.zeros(2), np.eye(2))
-    path = metrics.statistics_cache_path(str(tmp_path), "key")
+    path = metrics.cache_path(str(tmp_path), "key", "stats")
     os.makedirs(tmp_path, exist_ok=True)
     with open(path, "wb") as f:
         f.write(b"half a file")
@@ -221,3 +222,44 @@ def test_damaged_cache_file_is_recomputed(tmp_path):
     np.testing.assert_array_equal(sigma, np.eye(2))
     with np.load(path) as f:
         assert str(f["key"]) == '"key"'
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Completion scores
+
+
+def test_psnr_over_the_hole():
+    a = np.zeros((4, 4, 1), np.float32)
+    b = a.copy()
+    b[0, 0] = 0.2  # error 0.1 on the [0, 1] scale at one of the two hole pixels
+    hole = np.zeros((4, 4, 1))
+    hole[0, :2] = 1
+    assert metrics.psnr(a, b, hole) == pytest.approx(10 * np.log10(1 / (0.01 / 2)))
+    assert metrics.psnr(a, a, hole) == metrics.MAX_PSNR and np.isnan(metrics.psnr(a, b, np.zeros_like(hole)))
+
+
+def test_ssim_map_matches_tf_image_ssim_away_from_the_border():
+    rng = np.random.RandomState(3)
+    a = np.repeat(np.repeat(rng.uniform(-1, 1, (8, 8, 3)), 2, axis=0), 2, axis=1).astype(np.float32)  # 16x16
+    b = 0.5 * a + 0.5 * np.repeat(np.repeat(rng.uniform(-1, 1, (8, 8, 3)), 2, axis=0), 2, axis=1).astype(np.float32)
+    expected = tf.image.ssim((a + 1) / 2, (b + 1) / 2, max_val=1.0, filter_size=11, filter_sigma=1.5).numpy()
+    assert metrics.ssim_map(a, b).shape == a.shape
+    assert metrics.ssim_map(a, b)[5:-5, 5:-5].mean() == pytest.approx(expected, abs=1e-5)
+    assert metrics.ssim(a, a, np.ones((16, 16, 1))) == pytest.approx(1.0)
+    assert metrics.ssim(a, b, np.ones((16, 16, 1))) < 0.9 and np.isnan(metrics.ssim(a, b, np.zeros((16, 16, 1))))
+
+
+def test_hole_scores_score_the_written_8bit_image_over_each_hole():
+    rng = np.random.RandomState(4)
+    originals = rng.uniform(-1, 1, (2, 6, 6, 1)).astype(np.float32)
+    completed = originals + rng.uniform(-0.3, 0.3, originals.shape).astype(np.float32)
+    hole = np.zeros((2, 6, 6, 1))
+    hole[:, 1:4, 1:4] = 1
+    psnrs, ssims = metrics.hole_scores(originals, completed, hole)
+    written = np.round((np.clip(completed, -1, 1) + 1) * 127.5) / 127.5 - 1  # what the 8-bit PNG holds
+    for i in range(2):
+        assert psnrs[i] == pytest.approx(metrics.psnr(originals[i], written[i], hole[i]), rel=1e-6)
+        assert ssims[i] == pytest.approx(metrics.ssim(originals[i], written[i], hole[i]), rel=1e-6)
+    elsewhere = np.where(hole > 0, completed, -completed)  # other pixels outside the hole: the PSNR ignores them
+    np.testing.assert_array_equal(metrics.hole_scores(originals, elsewhere, hole)[0], psnrs)  # (SSIM's window not)
+    assert np.isnan(metrics.hole_scores(None, completed, hole)).all()
