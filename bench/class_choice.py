@@ -30,7 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installing it
 
 from dcgan_tf.blend import paste  # noqa: E402
-from dcgan_tf.class_prior import KNOWN_PIXELS_WEIGHT, known_pixels_log_prior, log_softmax  # noqa: E402
+from dcgan_tf.class_choice import KNOWN_PIXELS_WEIGHT, known_pixels_log_prior, log_softmax  # noqa: E402
 from dcgan_tf.classifier import load_classifier, predict_logits  # noqa: E402
 from dcgan_tf.completion import Completer  # noqa: E402
 from dcgan_tf.datasets import load_idx  # noqa: E402

@@ -35,7 +35,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a plain script: find dcgan_tf without installing it
 
 from dcgan_tf.blend import blend_images  # noqa: E402
-from dcgan_tf.class_prior import find_classifier, load_classify, weighted_known_pixels_prior  # noqa: E402
+from dcgan_tf.class_choice import weighted_known_pixels_prior  # noqa: E402
+from dcgan_tf.class_prior import find_classifier, load_classify  # noqa: E402
 from dcgan_tf.classifier import load_classifier, predict_logits  # noqa: E402
 from dcgan_tf.completion import Completer  # noqa: E402
 from dcgan_tf.datasets import load_idx  # noqa: E402

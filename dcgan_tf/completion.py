@@ -12,22 +12,25 @@ returns the images and the whole loss history; complete_cli.py does the files. `
 step once for a fixed batch size; a short batch is padded with rows that are marked invalid, get no gradient
 and are never returned. Every loss is per image (a sum over that image's pixels, never a batch mean), so an
 image's result does not depend on the other images in its batch. Batch norm runs in inference mode.
+
+Without labels a conditional model's class is searched here (ClassSearch: a pilot of every class, then the best
+few in full) and chosen by class_choice.choose_classes; metrics.hole_scores scores the completions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from dcgan_tf.blend import blend_images, paste
-from dcgan_tf.class_prior import log_softmax, weighted_known_pixels_prior
+from dcgan_tf.blend import blend_images
+from dcgan_tf.class_choice import choose_classes, weighted_known_pixels_prior
 from dcgan_tf.config import APPROACHES, CLASS_SEARCHES, DEFAULT_PRIOR_WEIGHT
 from dcgan_tf.latent import sample_z, z_range
 from dcgan_tf.losses import generator_loss
-from dcgan_tf.masks import lowres_view
 from dcgan_tf.metrics import hole_scores
 from dcgan_tf.model import apply_discriminator, apply_generator
 
@@ -85,25 +88,6 @@ def contextual_loss(generated, target, weights, pool: int = 1):
 def perceptual_loss(fake_logits, loss: str = "gan"):
     """losses.generator_loss of each image on its own: [B, 1] logits -> [B]."""
     return tf.vectorized_map(lambda logit: generator_loss(logit[None], loss), fake_logits)
-
-
-def class_scores(losses, log_prior=None, prior_weight: float = 0.0) -> np.ndarray:
-    """Scores of candidate classes, lower is better: log(total loss) - prior_weight * log p(class).
-
-    The log makes the prior's weight independent of the loss's scale (image size, mask, --lam).
-
-    Args:
-      losses: [N, K] final total losses of K candidate classes (positive; clipped at 1e-12).
-      log_prior: [N, K] log-probabilities of those classes, or None (then the losses alone decide).
-      prior_weight: weight of the prior.
-
-    Returns:
-      float64 [N, K].
-    """
-    scores = np.log(np.maximum(np.asarray(losses, np.float64), 1e-12))
-    if log_prior is None or not prior_weight:
-        return scores
-    return scores - prior_weight * np.asarray(log_prior, np.float64)
 
 
 def momentum_update(z, v, grad, lr: float, momentum: float):
@@ -260,8 +244,8 @@ class Completer:
           on_progress: called as (iterations done, iterations in all, mean total loss) every ~10 iterations.
           class_search: without labels, "pilot" runs every class for pilot_iter iterations and then the top_k
             classes of the pilot for n_iter; "all" runs every class for n_iter. Classes are ranked by
-            class_scores: log(total loss) - prior_weight * (class_prior + log p(c | completion with class c)).
-            With top_k 1 the pilot's ranking decides; with more, the ranking after the full runs.
+            class_choice.choose_classes: log(total loss) - prior_weight * (class_prior + log p(c | completion
+            with class c)). With top_k 1 the pilot's ranking decides; with more, the ranking after the full runs.
           pilot_iter: iterations of the pilot (default n_iter // 10, at least 1).
           top_k: classes that get the full run after the pilot (>= 1).
           class_prior: [N, y_dim] log-probabilities of the classes (e.g. a classifier on the known pixels).
@@ -283,15 +267,17 @@ class Completer:
         results = []
         for lo in chunks:
             hi = min(n, lo + self.batch_size)
-            self._load(np.asarray(images[lo:hi], np.float32), weights[lo:hi], np.asarray(masks[lo:hi], np.float32))
+            batch = np.asarray(images[lo:hi], np.float32)
+            self._load(batch, weights[lo:hi])
             ids = None if labels is None or not self.y_dim else np.asarray(labels)[lo:hi]
             run = lambda z0, label_ids, iters, snaps=snapshot_every: self._best_restart(z0, label_ids, iters, snaps)
             if ids is not None or not self.y_dim:
                 results.append(run(starts[lo:hi], ids, n_iter))
             else:
-                consistency = classify and (lambda generated, ids: self._consistency(classify, generated, ids))
-                results.append(search.choose(run, starts[lo:hi], n_iter, None if prior is None else prior[lo:hi],
-                                             prior_weight, consistency))
+                rank = functools.partial(choose_classes, images=batch, masks=np.asarray(masks[lo:hi], np.float32),
+                                         classify=classify or None, log_prior=None if prior is None else prior[lo:hi],
+                                         prior_weight=prior_weight, pool=self.pool)
+                results.append(search.choose(run, starts[lo:hi], n_iter, rank))
         return _concatenate(results)
 
     def complete(self, images, masks, labels=None, *, blend: str = "poisson", keep=None, originals=None,
@@ -309,7 +295,7 @@ class Completer:
           originals: [N, H, W, C] in [-1, 1] to score against (PSNR and SSIM over the pixels not kept, of the
             completion as an 8-bit image holds it); None leaves the scores NaN.
           classify: images -> logits of the class prior (label-free only): it classifies the known pixels
-            (class_prior.weighted_known_pixels_prior, unless class_prior is given) and each class's completion.
+            (class_choice.weighted_known_pixels_prior, unless class_prior is given) and each class's completion.
           class_prior: [N, y_dim] log-probabilities of the classes; see __call__.
           **search: the other keyword arguments of __call__ (seeds, n_iter, num_restarts, snapshot_every, ...).
 
@@ -360,18 +346,11 @@ class Completer:
         pad = np.zeros((self.batch_size - len(rows),) + rows.shape[1:], np.float32)
         return np.concatenate([np.asarray(rows, np.float32), pad])
 
-    def _load(self, images: np.ndarray, weights: np.ndarray, masks: np.ndarray) -> None:
+    def _load(self, images: np.ndarray, weights: np.ndarray) -> None:
         self.n = len(images)
-        self._images, self._masks = lowres_view(images, self.pool), masks  # what the consistency term may see
         self.target.assign(self._pad(images))
         self.weights.assign(self._pad(weights))
         self.valid.assign(self._pad(np.ones(self.n)))
-
-    def _consistency(self, classify, generated, label_ids) -> np.ndarray:
-        """[n] log p(label_ids | the loaded images with G(z) pasted into their holes), by classify; with pool > 1
-        (lowres) the images are their block means, all the completion knows of them."""
-        log_p = log_softmax(classify(paste(self._images, generated, self._masks)))
-        return log_p[np.arange(len(label_ids)), label_ids]
 
     def _optimise(self, z0, label_ids, restart, n_iter, snapshot_every) -> Completion:
         """n_iter updates from z0 [n, z_dim] for the loaded batch; returns the batch's Completion."""
@@ -426,7 +405,8 @@ def _keep_better(best: Completion, run: Completion) -> Completion:
 
 @dataclasses.dataclass(frozen=True)
 class ClassSearch:
-    """The label-free class choice of a conditional model: a pilot of every class, then the best few in full.
+    """The runs of a conditional model's label-free class search: a pilot of every class, then the best few in
+    full, ranked by class_choice.choose_classes.
 
     y_dim 0: no choice (one run). pilot_iter 0: every class gets the full run (top_k is then y_dim).
     """
@@ -443,48 +423,41 @@ class ClassSearch:
             return self.y_dim * n_iter * num_restarts
         return self.y_dim * self.pilot_iter + self.top_k * n_iter * num_restarts
 
-    def choose(self, run, starts, n_iter: int, prior, prior_weight: float, consistency=None) -> Completion:
+    def choose(self, run, starts, n_iter: int, rank) -> Completion:
         """Completes one loaded batch with the best class per image.
 
         Args:
           run: (z0 [n, R, z_dim], label ids [n], iterations, snapshot_every=...) -> Completion of the batch.
           starts: [n, R, z_dim] starting points; the pilot uses the first.
-          prior: [n, y_dim] log-probabilities or None.
-          consistency: (G(z) [n, ...], label ids [n]) -> [n] log p(class | completion), or None.
+          n_iter: iterations of each full run.
+          rank: (losses [n, K], generated [K, n, H, W, C], candidates [n, K]) -> class_choice.ClassChoice:
+            class_choice.choose_classes with the batch's images, classifier and prior bound.
 
         Returns:
           the Completion of each image's best class, with its runner-up and the pilot's losses.
         """
         n, rows = len(starts), np.arange(len(starts))
-        pilot, log_p = np.full((n, self.y_dim), np.nan), np.zeros((n, self.y_dim))
+        pilot = np.full((n, self.y_dim), np.nan)
         candidates = np.tile(np.arange(self.y_dim), (n, 1))  # [n, K]
         if self.pilot_iter:
-            for c in range(self.y_dim):
-                trial = run(starts[:, :1], np.full(n, c), self.pilot_iter, 0)
+            trials = [run(starts[:, :1], np.full(n, c), self.pilot_iter, 0) for c in range(self.y_dim)]
+            for c, trial in enumerate(trials):
                 pilot[:, c] = trial.final_losses["total"]
-                log_p[:, c] = consistency(trial.generated, np.full(n, c)) if consistency else 0.0
-            ranked = np.argsort(class_scores(pilot, _add(prior, log_p), prior_weight), axis=1, kind="stable")
-            candidates = ranked[:, :self.top_k]
+            ranked = rank(pilot, [trial.generated for trial in trials], candidates)
+            candidates = ranked.order[:, :self.top_k]  # the pilot's candidates are the classes themselves
         runs = [run(starts, candidates[:, j], n_iter) for j in range(candidates.shape[1])]
         best = runs[0]
         if len(runs) > 1:
             finals = np.stack([r.final_losses["total"] for r in runs], 1)  # [n, K]
-            final_p = np.stack([consistency(r.generated, r.labels) if consistency else np.zeros(n) for r in runs], 1)
-            cand_prior = _add(None if prior is None else np.take_along_axis(prior, candidates, 1), final_p)
-            order = np.argsort(class_scores(finals, cand_prior, prior_weight), axis=1, kind="stable")
+            order = rank(finals, [r.generated for r in runs], candidates).order
             best, second = _pick(runs, order[:, 0]), _pick(runs, order[:, 1])
             best.runner_up, best.runner_up_losses = second.labels, second.final_losses
         elif self.pilot_iter:  # one full run: the pilot decided; the runner-up is its second, with its pilot loss
-            best.runner_up = ranked[:, 1]
+            best.runner_up = ranked.runner_up
             best.runner_up_losses = {k: np.full(n, np.nan) for k in LOSS_NAMES}
-            best.runner_up_losses["total"] = pilot[rows, ranked[:, 1]]
+            best.runner_up_losses["total"] = pilot[rows, ranked.runner_up]
         best.pilot_losses = pilot
         return best
-
-
-def _add(prior, log_p):
-    """prior + log_p, where prior may be None."""
-    return log_p if prior is None else prior + log_p
 
 
 def _concatenate(parts: list[Completion]) -> Completion:

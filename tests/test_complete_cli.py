@@ -175,7 +175,7 @@ def test_label_free_summary_records_the_chosen_class_and_the_runner_up(tmp_path,
 
 @pytest.mark.slow
 def test_label_free_uses_the_classifier_next_to_the_run_as_a_prior(tmp_path, images, caplog):
-    from dcgan_tf.class_prior import weighted_known_pixels_prior
+    from dcgan_tf.class_choice import weighted_known_pixels_prior
     from dcgan_tf.classifier import build_classifier, predict_logits, save_classifier
     from dcgan_tf.completion import Completer
     from dcgan_tf.decode import load_image

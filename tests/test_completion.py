@@ -16,11 +16,10 @@ import pytest
 import tensorflow as tf
 from run_factory import make_run
 
-from dcgan_tf.class_prior import weighted_known_pixels_prior
+from dcgan_tf.class_choice import weighted_known_pixels_prior
 from dcgan_tf.completion import (
     Completer,
     adam_update,
-    class_scores,
     complete,
     context_weights,
     contextual_loss,
@@ -266,14 +265,6 @@ def test_conditional_tries_every_class_or_uses_the_given_one(conditional_dcgan):
     searched = completer(images, masks, None, n_iter=2)
     assert ((searched.labels >= 0) & (searched.labels < 10)).all()
     assert (searched.final_losses["total"] <= given.final_losses["total"] + 1e-6).all()
-
-
-def test_class_scores_are_log_losses_minus_the_weighted_prior():
-    losses = np.array([[1.0, np.e, 2.0]])
-    np.testing.assert_allclose(class_scores(losses), [[0.0, 1.0, np.log(2.0)]])
-    log_prior = np.log([[0.2, 0.7, 0.1]])
-    np.testing.assert_allclose(class_scores(losses, log_prior, 0.5), np.log(losses) - 0.5 * log_prior)
-    assert np.argmin(class_scores(losses, log_prior, 0.0)) == 0 and np.argmin(class_scores(losses, log_prior, 5)) == 1
 
 
 def _given_class_finals(completer, images, masks, n_iter):
