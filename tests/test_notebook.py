@@ -55,7 +55,7 @@ def assigned_names(source: str) -> set[str]:
     return {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets}
 
 
-@pytest.mark.slow  # about 33 s on 2 cores: a kernel, TensorFlow's import and one compiled train step
+@pytest.mark.slow  # 15-35 s on 2 busy cores: a kernel process, TensorFlow's import, one compiled train step
 def test_the_notebook_runs_and_shows_its_images(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     cell = parameter_cell(nb)
