@@ -197,6 +197,9 @@ def make_train_step(G, D, g_opt, d_opt, rng: tf.random.Generator, cfg: TrainConf
     """
     if nan_skipped is None:
         nan_skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="nan_skipped")
+    for opt, model in ((g_opt, G), (d_opt, D)):
+        if not opt.built and model.built:  # slots made now, or the first call traces twice (to create them)
+            opt.build(model.trainable_variables)
     guard = NanGuard(G, D, nan_skipped, active=cfg.nan_policy == "skip_batch")
     d_update = make_d_update(G, D, d_opt, rng, cfg, guard)
     g_update = make_g_update(G, D, g_opt, cfg, guard)

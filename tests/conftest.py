@@ -61,3 +61,14 @@ def idx_folder(tmp_path):
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return folder
+
+
+def pytest_collection_modifyitems(config, items):
+    """Runs the slow tests first, the multi-process ones of test_distribute.py at their head: under pytest-xdist
+    (`-n 2`) the longest tests then start early on both workers and the many short ones fill in at the end, so
+    the workers finish together. The order within each group is the file order."""
+    def rank(item) -> int:
+        if item.get_closest_marker("slow") is None:
+            return 2
+        return 0 if item.path.name == "test_distribute.py" else 1
+    items.sort(key=rank)

@@ -457,7 +457,7 @@ def test_two_workers_stop_together_at_max_minutes_and_resume_after_a_kill(make_i
     import tensorflow as tf
 
     args, temp = _worker_args(make_image_folder, tmp_path)  # 16 images, batch 4: 4 steps per epoch
-    args = [*args, "--preset", "tuned", "--out_name", "tuned", "--epoch", "1000", "--max_minutes", "0.3"]
+    args = [*args, "--preset", "tuned", "--out_name", "tuned", "--epoch", "1000", "--max_minutes", "0.15"]
     run_dir = tmp_path / "ck" / "tuned"
     outputs = run_workers(args, [f"127.0.0.1:{p}" for p in free_ports(2)], temp)
     stops = [re.search(r"stopped at --max_minutes: epoch \d+, step (\d+)", out) for _, out, _ in outputs]
